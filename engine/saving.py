@@ -1,0 +1,191 @@
+"""Saving and loading detectors and explainers as versioned archives.
+
+An archive is a zip file holding exactly two members:
+
+- ``manifest.json``: format name and version, the object kind and class, engine version, and the
+  object's JSON config (constructor arguments, network specs, learned scalars);
+- ``arrays.npz``: every numpy array of learned state and network weights, read with
+  ``allow_pickle=False``.
+
+Loading rebuilds the networks from their specs with our own code (:mod:`engine.nets`) and then
+sets the weights; nothing in the file is ever executed, and only registered classes can be
+named. A foreign, corrupt, tampered or oversized file raises :class:`~engine.errors.ArchiveError`.
+
+Classes take part by defining ``_archive_state(self) -> (config: dict, arrays: dict)`` and the
+classmethod ``_from_archive(config, arrays)``, and by being decorated with
+:func:`register_archivable`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import IO, Any, Union
+
+import keras
+import numpy as np
+
+from engine.errors import ArchiveError
+from engine.version import __version__
+
+FORMAT_NAME = "lantern-archive"
+FORMAT_VERSION = 1
+MAX_MEMBER_BYTES = 512 * 1024 * 1024
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_COMPRESSION_RATIO = 200
+_MEMBERS = ("manifest.json", "arrays.npz")
+_REGISTRY: dict[str, tuple[str, type]] = {}
+
+Source = Union[str, Path, bytes, bytearray, IO[bytes]]
+
+
+def register_archivable(kind: str):
+    """Class decorator registering a detector ('detector') or explainer ('explainer') for archives."""
+
+    def decorator(cls: type) -> type:
+        _REGISTRY[cls.__name__] = (kind, cls)
+        return cls
+
+    return decorator
+
+
+def model_weights(prefix: str, model: keras.Model) -> dict[str, np.ndarray]:
+    """The weights of ``model`` as ``{f'{prefix}/{i}': array}``."""
+    return {f"{prefix}/{i}": np.asarray(w) for i, w in enumerate(model.get_weights())}
+
+
+def set_model_weights(prefix: str, model: keras.Model, arrays: dict[str, np.ndarray]) -> None:
+    """Load weights saved by :func:`model_weights` into ``model``, checking count and shapes."""
+    expected = model.get_weights()
+    stored = [arrays.get(f"{prefix}/{i}") for i in range(len(expected))]
+    extra = [k for k in arrays if k.startswith(prefix + "/") and int(k.rsplit("/", 1)[1]) >= len(expected)]
+    if any(w is None for w in stored) or extra:
+        raise ArchiveError(f"archive weights for '{prefix}' do not match its network ({len(expected)} arrays expected).")
+    for i, (want, got) in enumerate(zip(expected, stored)):
+        if want.shape != got.shape:
+            raise ArchiveError(f"archive weight {prefix}/{i} has shape {got.shape}, the network needs {want.shape}.")
+    model.set_weights(stored)
+
+
+def _to_bytes(obj: Any, kind: str) -> bytes:
+    entry = _REGISTRY.get(type(obj).__name__)
+    if entry is None or entry[1] is not type(obj) or entry[0] != kind:
+        raise TypeError(f"{type(obj).__name__} cannot be saved as a {kind} archive.")
+    config, arrays = obj._archive_state()
+    manifest = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "class": type(obj).__name__,
+        "engine_version": __version__,
+        "config": config,
+    }
+    arrays_buffer = io.BytesIO()
+    np.savez_compressed(arrays_buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", json.dumps(manifest, allow_nan=False, indent=1))
+        zf.writestr("arrays.npz", arrays_buffer.getvalue())
+    return out.getvalue()
+
+
+def _read_source(source: Source) -> bytes:
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source)
+    if isinstance(source, (str, Path)):
+        return Path(source).read_bytes()
+    if hasattr(source, "read"):
+        return source.read()
+    raise TypeError(f"cannot read an archive from {type(source).__name__}; pass a path, bytes or a binary file.")
+
+
+def _from_bytes(data: bytes, kind: str) -> Any:
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise ArchiveError("not a Lantern archive: the file is not a zip archive.") from exc
+    with zf:
+        infos = {info.filename: info for info in zf.infolist()}
+        if sorted(infos) != sorted(_MEMBERS):
+            raise ArchiveError(
+                f"not a Lantern archive: expected members {list(_MEMBERS)}, found {sorted(infos)[:10]}."
+            )
+        for info in infos.values():
+            limit = MAX_MANIFEST_BYTES if info.filename == "manifest.json" else MAX_MEMBER_BYTES
+            ratio = info.file_size / max(info.compress_size, 1)
+            if info.file_size > limit or ratio > MAX_COMPRESSION_RATIO:
+                raise ArchiveError(f"archive member {info.filename} is too large or compressed suspiciously.")
+        try:
+            manifest = json.loads(zf.read("manifest.json").decode("utf-8"))
+        except (ValueError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
+            raise ArchiveError(f"archive manifest is not valid JSON ({exc}).") from exc
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+            raise ArchiveError("not a Lantern archive: the manifest has no Lantern format marker.")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise ArchiveError(
+                f"archive format version {manifest.get('format_version')!r} is not supported "
+                f"(this engine reads version {FORMAT_VERSION})."
+            )
+        if manifest.get("kind") != kind:
+            raise ArchiveError(f"this archive holds a {manifest.get('kind')!r}, not a {kind}.")
+        entry = _REGISTRY.get(manifest.get("class"))
+        if entry is None or entry[0] != kind:
+            raise ArchiveError(f"archive names class {manifest.get('class')!r}, which this engine does not load.")
+        try:
+            with np.load(io.BytesIO(zf.read("arrays.npz")), allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+            raise ArchiveError(f"archive arrays are unreadable ({exc}).") from exc
+    try:
+        return entry[1]._from_archive(manifest["config"], arrays)
+    except ArchiveError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise ArchiveError(f"archive content does not fit {manifest.get('class')} ({type(exc).__name__}: {exc}).") from exc
+
+
+def detector_to_bytes(detector: Any) -> bytes:
+    """The archive of ``detector`` as bytes (for downloads)."""
+    return _to_bytes(detector, "detector")
+
+
+def save_detector(detector: Any, path: str | Path) -> Path:
+    """Write ``detector`` to an archive at ``path`` and return the path.
+
+    Examples
+    --------
+    >>> save_detector(det, 'aegmm.lantern')  # doctest: +SKIP
+    """
+    path = Path(path)
+    path.write_bytes(_to_bytes(detector, "detector"))
+    return path
+
+
+def load_detector(source: Source) -> Any:
+    """Load a detector from an archive path, bytes or binary file.
+
+    Raises
+    ------
+    ArchiveError
+        When the file is not a valid archive of a registered detector.
+    """
+    return _from_bytes(_read_source(source), "detector")
+
+
+def explainer_to_bytes(explainer: Any) -> bytes:
+    """The archive of ``explainer`` as bytes."""
+    return _to_bytes(explainer, "explainer")
+
+
+def save_explainer(explainer: Any, path: str | Path) -> Path:
+    """Write ``explainer`` to an archive at ``path`` and return the path."""
+    path = Path(path)
+    path.write_bytes(_to_bytes(explainer, "explainer"))
+    return path
+
+
+def load_explainer(source: Source) -> Any:
+    """Load an explainer from an archive path, bytes or binary file."""
+    return _from_bytes(_read_source(source), "explainer")
