@@ -1,0 +1,74 @@
+"""Detection quality from labels and scores: precision, recall, F1, confusion matrix, ROC and PR."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn import metrics as skm
+
+from engine.errors import DataError
+
+
+@dataclass
+class BinaryReport:
+    """Quality of binary predictions against ground truth; curves are present when both classes occur."""
+
+    precision: float
+    recall: float
+    f1: float
+    accuracy: float
+    confusion: np.ndarray
+    roc_auc: float | None = None
+    fpr: np.ndarray | None = None
+    tpr: np.ndarray | None = None
+    average_precision: float | None = None
+    pr_precision: np.ndarray | None = None
+    pr_recall: np.ndarray | None = None
+
+
+def binary_labels(labels) -> np.ndarray:
+    """Turn a label column into 0/1 (1 = outlier / positive).
+
+    Numbers: non-zero is positive. Text: values such as 'outlier', 'anomaly', 'attack', 'yes', 'true', '1'.
+
+    Examples
+    --------
+    >>> binary_labels(['normal', 'anomaly']).tolist()
+    [0, 1]
+    """
+    values = np.asarray(labels)
+    if values.dtype.kind in "biuf":
+        if np.isnan(values.astype(float)).any():
+            raise DataError("the label column has missing values; fill or drop them to compute metrics.")
+        return (values.astype(float) != 0).astype(int)
+    text = np.char.lower(values.astype(str))
+    positive = {"1", "true", "yes", "outlier", "anomaly", "anomalous", "attack", "abnormal", "fraud", "adversarial"}
+    return np.isin(text, list(positive)).astype(int)
+
+
+def binary_report(y_true, y_pred, scores=None) -> BinaryReport:
+    """Precision, recall, F1, accuracy and confusion matrix; ROC and PR when ``scores`` are given.
+
+    Examples
+    --------
+    >>> report = binary_report([0, 1, 1, 0], [0, 1, 0, 0], scores=[0.1, 0.9, 0.4, 0.2])
+    >>> round(report.f1, 3), report.roc_auc
+    (0.667, 1.0)
+    """
+    y_true = np.asarray(y_true).astype(int)
+    y_pred = np.asarray(y_pred).astype(int)
+    report = BinaryReport(
+        precision=float(skm.precision_score(y_true, y_pred, zero_division=0)),
+        recall=float(skm.recall_score(y_true, y_pred, zero_division=0)),
+        f1=float(skm.f1_score(y_true, y_pred, zero_division=0)),
+        accuracy=float(skm.accuracy_score(y_true, y_pred)),
+        confusion=skm.confusion_matrix(y_true, y_pred, labels=[0, 1]),
+    )
+    if scores is not None and len(np.unique(y_true)) == 2:
+        scores = np.asarray(scores, dtype=float)
+        report.fpr, report.tpr, _ = skm.roc_curve(y_true, scores)
+        report.roc_auc = float(skm.roc_auc_score(y_true, scores))
+        report.pr_precision, report.pr_recall, _ = skm.precision_recall_curve(y_true, scores)
+        report.average_precision = float(skm.average_precision_score(y_true, scores))
+    return report

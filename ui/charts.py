@@ -1,0 +1,90 @@
+"""Plotly figures shared by the pages: loss curves, score distributions, ROC/PR, confusion matrix."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=320, legend=dict(orientation="h", y=-0.2))
+INLIER, OUTLIER = "#4C78A8", "#E45756"
+
+
+def loss_figure(events: list[dict], title: str = "Training loss") -> go.Figure:
+    """Loss per batch (thin line) and per epoch (markers) from job progress events."""
+    frame = pd.DataFrame(events)
+    fig = go.Figure()
+    if not frame.empty:
+        batches = frame[frame["kind"] == "batch"]
+        epochs = frame[frame["kind"] == "epoch"]
+        if not batches.empty:
+            fig.add_trace(go.Scatter(x=batches["global_step"], y=batches["loss"], mode="lines",
+                                     name="running loss (batch)", line=dict(width=1, color="#9ecae9")))
+        if not epochs.empty:
+            fig.add_trace(go.Scatter(x=epochs["global_step"], y=epochs["loss"], mode="lines+markers",
+                                     name="epoch loss", line=dict(color=INLIER)))
+    fig.update_layout(title=title, xaxis_title="step", yaxis_title="loss", **_LAYOUT)
+    return fig
+
+
+def score_histogram(scores: np.ndarray, threshold: float, labels: np.ndarray | None = None,
+                    title: str = "Score distribution") -> go.Figure:
+    """Histogram of scores (split by label when given) with the threshold as a vertical line."""
+    frame = pd.DataFrame({"score": scores})
+    color = None
+    if labels is not None:
+        frame["label"] = np.where(np.asarray(labels).astype(bool), "labelled outlier", "labelled normal")
+        color = "label"
+    fig = px.histogram(frame, x="score", color=color, nbins=80, opacity=0.75, barmode="overlay",
+                       color_discrete_map={"labelled normal": INLIER, "labelled outlier": OUTLIER})
+    fig.add_vline(x=threshold, line_dash="dash", line_color="black", annotation_text="threshold")
+    fig.update_layout(title=title, **_LAYOUT)
+    return fig
+
+
+def score_index_figure(scores: np.ndarray, threshold: float, flagged: np.ndarray, x: Sequence | None = None,
+                       title: str = "Score by row", x_title: str = "row") -> go.Figure:
+    """Scores against row (or time) with flagged points highlighted and the threshold line."""
+    x = np.arange(len(scores)) if x is None else np.asarray(x)
+    flagged = np.asarray(flagged).astype(bool)
+    fig = go.Figure()
+    fig.add_trace(go.Scattergl(x=x[~flagged], y=scores[~flagged], mode="markers", name="normal",
+                               marker=dict(size=3, color=INLIER)))
+    fig.add_trace(go.Scattergl(x=x[flagged], y=scores[flagged], mode="markers", name="flagged",
+                               marker=dict(size=5, color=OUTLIER)))
+    fig.add_hline(y=threshold, line_dash="dash", line_color="black", annotation_text="threshold")
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title="score", **_LAYOUT)
+    return fig
+
+
+def roc_figure(fpr: np.ndarray, tpr: np.ndarray, auc: float, title: str = "ROC curve") -> go.Figure:
+    fig = go.Figure(go.Scatter(x=fpr, y=tpr, mode="lines", name=f"AUC {auc:.3f}", line=dict(color=INLIER)))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=dict(dash="dot", color="grey")))
+    fig.update_layout(title=f"{title} (AUC {auc:.3f})", xaxis_title="false positive rate",
+                      yaxis_title="true positive rate", **_LAYOUT)
+    return fig
+
+
+def pr_figure(recall: np.ndarray, precision: np.ndarray, ap: float, title: str = "Precision-recall curve") -> go.Figure:
+    fig = go.Figure(go.Scatter(x=recall, y=precision, mode="lines", name=f"AP {ap:.3f}", line=dict(color=OUTLIER)))
+    fig.update_layout(title=f"{title} (AP {ap:.3f})", xaxis_title="recall", yaxis_title="precision", **_LAYOUT)
+    return fig
+
+
+def confusion_figure(matrix: np.ndarray, names: Sequence[str], title: str = "Confusion matrix") -> go.Figure:
+    fig = px.imshow(matrix, x=[f"predicted {n}" for n in names], y=[f"actual {n}" for n in names],
+                    text_auto=True, color_continuous_scale="Blues")
+    fig.update_layout(title=title, coloraxis_showscale=False, **_LAYOUT)
+    return fig
+
+
+def bar_figure(names: Sequence[str], values: Sequence[float], title: str, x_title: str = "") -> go.Figure:
+    """Horizontal bars, largest at the top (per-feature errors or changes)."""
+    order = np.argsort(np.abs(np.asarray(values, dtype=float)))
+    fig = go.Figure(go.Bar(x=np.asarray(values)[order], y=np.asarray(names)[order], orientation="h",
+                           marker_color=INLIER))
+    fig.update_layout(title=title, xaxis_title=x_title, **{**_LAYOUT, "height": max(260, 22 * len(names) + 80)})
+    return fig

@@ -1,0 +1,97 @@
+"""The active dataset of a session, bundled datasets, and column pickers for the workflow pages."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from engine.datasets import get_dataset, list_datasets, load_dataset
+from engine.errors import DataError
+from engine.ingest import Table, read_csv_bytes, table_from_frame
+from ui.settings import SETTINGS
+
+DEFAULT_DATASET = "shuttle"
+_ACTIVE = "active_table"
+_ORIGIN = "active_origin"
+
+
+@st.cache_resource(max_entries=16, show_spinner="Loading bundled dataset…")
+def bundled_table(key: str) -> Table:
+    """The bundled dataset ``key`` as a Table, shared read-only by all sessions (never mutate it)."""
+    info = get_dataset(key)
+    return table_from_frame(load_dataset(key), name=info.title, roles=dict(info.roles))
+
+
+def active_table() -> Table:
+    """This session's active dataset; the default bundled dataset until the user picks another."""
+    if _ACTIVE not in st.session_state:
+        set_active(bundled_table(DEFAULT_DATASET), origin=f"bundled:{DEFAULT_DATASET}")
+    return st.session_state[_ACTIVE]
+
+
+def active_origin() -> str:
+    active_table()
+    return st.session_state[_ORIGIN]
+
+
+def set_active(table: Table, origin: str) -> None:
+    """Make ``table`` the session's active dataset (``origin`` is 'upload' or 'bundled:<key>')."""
+    st.session_state[_ACTIVE] = table
+    st.session_state[_ORIGIN] = origin
+
+
+def load_upload(data: bytes, name: str) -> Table:
+    """Parse an upload within the demo's limits; raises DataError with a user-facing message."""
+    return read_csv_bytes(data, name=name, limits=SETTINGS.ingest_limits)
+
+
+def choose_table(workflow: str, *, key: str, kinds: tuple[str, ...] | None = None) -> tuple[Table, str]:
+    """A select box of the datasets suited to ``workflow``: the bundled ones and the active one.
+
+    Returns the chosen table and its origin ('upload' or 'bundled:<key>').
+    """
+    bundled = [d for d in list_datasets() if workflow in d.suggested_for and (kinds is None or d.kind in kinds)]
+    options = [f"bundled:{d.key}" for d in bundled]
+    origin = active_origin()
+    if origin not in options:
+        options.insert(0, origin)
+    labels = {f"bundled:{d.key}": f"{d.title} (bundled)" for d in bundled}
+    labels[origin] = labels.get(origin, f"{active_table().name} (your active dataset)")
+    default = options.index(origin) if origin == "upload" or origin in options[:1] else 0
+    choice = st.selectbox("Dataset", options, index=default, format_func=labels.get, key=key,
+                          help="Upload your own CSV on the Data page; it then appears here.")
+    if choice == origin:
+        return active_table(), origin
+    return bundled_table(choice.split(":", 1)[1]), choice
+
+
+def numeric_columns(table: Table) -> list[str]:
+    return [c for c in table.frame.columns if pd.api.types.is_numeric_dtype(table.frame[c])
+            and not pd.api.types.is_bool_dtype(table.frame[c])]
+
+
+def feature_picker(table: Table, *, key: str, label: str = "Feature columns") -> list[str]:
+    """Multiselect of numeric columns, defaulting to those whose role is 'feature'."""
+    options = numeric_columns(table)
+    default = [c for c in table.columns_with_role("feature") if c in options]
+    return st.multiselect(label, options, default=default, key=key,
+                          help="Numeric columns fed to the model. Change roles on the Data page.")
+
+
+def label_picker(table: Table, *, key: str, label: str = "Label column (optional)") -> str | None:
+    """Select box of a ground-truth column; '(none)' by default unless the table has a label role."""
+    options = ["(none)"] + list(table.frame.columns)
+    default = options.index(table.label) if table.label in options else 0
+    choice = st.selectbox(label, options, index=default, key=key,
+                          help="With a label column Lantern reports precision, recall, F1, ROC and PR.")
+    return None if choice == "(none)" else choice
+
+
+def show_data_error(exc: DataError, what: str = "The data") -> None:
+    st.error(f"{what} cannot be used: {exc}", icon=":material/error:")
+
+
+def missing_policy(key: str) -> str:
+    """How to treat rows with missing or infinite values in the selected columns."""
+    labels = {"drop": "drop those rows", "median": "fill with the column median", "error": "stop and tell me"}
+    return st.radio("Rows with missing values", list(labels), format_func=labels.get, key=key, horizontal=True)

@@ -1,0 +1,257 @@
+"""Heavy work (training, attacks, explanations) runs as jobs behind one global admission limit.
+
+A :class:`Job` runs its function in a thread once a slot is free; until then it is *queued* and
+knows its position. Progress events from the engine's training loop are collected on the job so
+a page can draw them live; cancelling sets the engine's :class:`~engine.training.CancelToken`.
+Jobs whose browser session has gone are cancelled by a watchdog, freeing their slot.
+
+This module does not import streamlit: the app passes a session-liveness check in, and tests
+drive the manager directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from engine.errors import LanternError, TrainingCancelled
+from engine.training import CancelToken, TrainingEvent
+
+logger = logging.getLogger("lantern.jobs")
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+_MAX_EVENTS = 4_000
+
+
+class JobLimitError(LanternError):
+    """The session already runs its share of jobs, or the queue is full."""
+
+
+@dataclass
+class Job:
+    """One unit of heavy work owned by one browser session.
+
+    ``fn(job)`` does the work; it passes ``job.report`` as the engine's ``progress`` callback and
+    ``job.cancel`` as its cancel token, and returns the result kept in ``job.result``.
+    """
+
+    id: int
+    owner: str
+    label: str
+    kind: str
+    fn: Callable[["Job"], Any]
+    state: str = QUEUED
+    result: Any = None
+    error: str | None = None
+    events: list[dict] = field(default_factory=list)
+    fraction: float = 0.0
+    message: str = ""
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    cancel: CancelToken = field(default_factory=CancelToken)
+
+    @property
+    def active(self) -> bool:
+        return self.state in (QUEUED, RUNNING)
+
+    def report(self, event: TrainingEvent | dict) -> None:
+        """Record a progress event (an engine ``TrainingEvent`` or a plain dict with ``fraction``)."""
+        if isinstance(event, TrainingEvent):
+            row = {"kind": event.kind, "epoch": event.epoch, "step": event.step,
+                   "global_step": (event.epoch - 1) * event.steps_per_epoch + event.step,
+                   "loss": event.loss, **event.metrics}
+            self.fraction = event.fraction_done
+            self.message = f"epoch {event.epoch}/{event.epochs} · loss {event.loss:.4g}"
+        else:
+            row = dict(event)
+            self.fraction = float(row.get("fraction", self.fraction))
+            self.message = str(row.get("message", self.message))
+        self.events.append(row)
+        if len(self.events) > _MAX_EVENTS:  # keep memory bounded: thin out the older half
+            self.events[: _MAX_EVENTS // 2] = self.events[: _MAX_EVENTS // 2 : 2]
+
+    def set_stage(self, message: str, fraction: float | None = None) -> None:
+        """Say what the job is doing now, for steps that are not training epochs."""
+        self.message = message
+        if fraction is not None:
+            self.fraction = fraction
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.finished or time.time()) - self.started
+
+
+class JobManager:
+    """Admits at most ``max_concurrent`` jobs at a time, in arrival order.
+
+    Parameters
+    ----------
+    max_concurrent : int
+        Jobs running at once across all sessions (sized to the machine's cores).
+    max_per_session : int
+        Jobs one session may have queued or running at once.
+    max_queue : int
+        Jobs waiting at once across all sessions; beyond that, new jobs are refused.
+    is_owner_alive : callable, optional
+        ``is_owner_alive(owner) -> bool``; jobs of a dead owner are cancelled by the watchdog.
+
+    Examples
+    --------
+    >>> manager = JobManager(max_concurrent=1)
+    >>> job = manager.submit('session-1', 'demo', lambda job: 42)
+    >>> manager.wait(job, timeout=5).result
+    42
+    """
+
+    def __init__(self, max_concurrent: int = 2, max_per_session: int = 2, max_queue: int = 32,
+                 is_owner_alive: Callable[[str], bool] | None = None, watchdog_interval: float = 2.0):
+        self.max_concurrent = max_concurrent
+        self.max_per_session = max_per_session
+        self.max_queue = max_queue
+        self.is_owner_alive = is_owner_alive
+        self._lock = threading.Condition()
+        self._ids = itertools.count(1)
+        self._running: list[Job] = []
+        self._queue: list[Job] = []
+        self.completed = {DONE: 0, FAILED: 0, CANCELLED: 0}
+        self.rejected = 0
+        self._watchdog_interval = watchdog_interval
+        self._watchdog: threading.Thread | None = None
+
+    # -- submission ------------------------------------------------------------------------
+    def submit(self, owner: str, label: str, fn: Callable[[Job], Any], kind: str = "train") -> Job:
+        """Queue ``fn`` for ``owner``; raises :class:`JobLimitError` when a limit is reached."""
+        with self._lock:
+            mine = [j for j in self._running + self._queue if j.owner == owner]
+            if len(mine) >= self.max_per_session:
+                self.rejected += 1
+                raise JobLimitError(
+                    f"you already have {len(mine)} job(s) running or queued ({', '.join(j.label for j in mine)}); "
+                    "wait for one to finish or cancel it."
+                )
+            if len(self._queue) >= self.max_queue:
+                self.rejected += 1
+                raise JobLimitError("the server is busy: too many jobs are waiting. Try again in a minute.")
+            job = Job(id=next(self._ids), owner=owner, label=label, kind=kind, fn=fn)
+            self._queue.append(job)
+            self._log("queued", job)
+            self._ensure_watchdog()
+        threading.Thread(target=self._run, args=(job,), name=f"lantern-job-{job.id}", daemon=True).start()
+        return job
+
+    def queue_position(self, job: Job) -> int:
+        """1-based position among waiting jobs, 0 when running or finished."""
+        with self._lock:
+            return self._queue.index(job) + 1 if job in self._queue else 0
+
+    def cancel(self, job: Job) -> None:
+        """Ask ``job`` to stop; a queued job leaves the queue at once."""
+        job.cancel.cancel()
+        with self._lock:
+            if job in self._queue:
+                self._queue.remove(job)
+                self._finish(job, CANCELLED)
+                self._lock.notify_all()
+
+    def cancel_owner(self, owner: str) -> int:
+        """Cancel every job of ``owner``; returns how many were active."""
+        with self._lock:
+            jobs = [j for j in self._running + self._queue if j.owner == owner]
+        for job in jobs:
+            self.cancel(job)
+        return len(jobs)
+
+    def stats(self) -> dict:
+        with self._lock:
+            return {"running": len(self._running), "queued": len(self._queue), "rejected": self.rejected,
+                    **self.completed}
+
+    def wait(self, job: Job, timeout: float | None = None) -> Job:
+        """Block until ``job`` has finished (for tests and scripts)."""
+        deadline = None if timeout is None else time.time() + timeout
+        with self._lock:
+            while job.active:
+                remaining = None if deadline is None else deadline - time.time()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._lock.wait(timeout=0.1 if remaining is None else min(remaining, 0.1))
+        return job
+
+    # -- execution ---------------------------------------------------------------------------
+    def _run(self, job: Job) -> None:
+        with self._lock:
+            while job in self._queue and (self._queue[0] is not job or len(self._running) >= self.max_concurrent):
+                self._lock.wait(timeout=0.5)
+            if job not in self._queue:  # cancelled while queued
+                return
+            self._queue.remove(job)
+            self._running.append(job)
+            job.state = RUNNING
+            job.started = time.time()
+            self._log("started", job, queue_wait_s=round(job.started - job.created, 3))
+            self._lock.notify_all()
+        outcome = DONE
+        try:
+            job.result = job.fn(job)
+            if job.cancel.cancelled:
+                outcome = CANCELLED
+        except TrainingCancelled:
+            outcome = CANCELLED
+        except LanternError as exc:
+            outcome, job.error = FAILED, str(exc)
+        except MemoryError:
+            outcome, job.error = FAILED, "the job ran out of memory; use fewer rows or a smaller model."
+        except Exception as exc:  # never let one job's bug reach anyone else
+            outcome = FAILED
+            job.error = f"unexpected error ({type(exc).__name__}: {exc}). The job was stopped; nothing else is affected."
+            logger.error("job %s failed:\n%s", job.id, traceback.format_exc())
+        with self._lock:
+            if job in self._running:
+                self._running.remove(job)
+            self._finish(job, outcome)
+            self._lock.notify_all()
+
+    def _finish(self, job: Job, outcome: str) -> None:
+        job.state = outcome
+        job.finished = time.time()
+        if outcome == CANCELLED and job.result is not None:
+            job.result = None
+        self.completed[outcome] += 1
+        self._log("finished", job, outcome=outcome, duration_s=None if job.started is None else round(job.finished - job.started, 3),
+                  error=job.error)
+
+    def _log(self, event: str, job: Job, **extra) -> None:
+        record = {"event": event, "job": job.id, "kind": job.kind, "label": job.label, "owner": job.owner[:8], **extra}
+        logger.info(json.dumps(record, default=str))
+
+    # -- watchdog ----------------------------------------------------------------------------
+    def _ensure_watchdog(self) -> None:
+        if self.is_owner_alive is None or (self._watchdog is not None and self._watchdog.is_alive()):
+            return
+        self._watchdog = threading.Thread(target=self._watch, name="lantern-job-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self._watchdog_interval)
+            with self._lock:
+                jobs = list(self._running + self._queue)
+            if not jobs:
+                continue
+            for job in jobs:
+                try:
+                    alive = self.is_owner_alive(job.owner)
+                except Exception:  # a liveness probe must never take the watchdog down
+                    alive = True
+                if not alive:
+                    self._log("owner_gone", job)
+                    self.cancel(job)

@@ -1,0 +1,57 @@
+"""Widgets for scored rows: the threshold-percentile slider, score charts and label metrics.
+
+Shared by every detector page. The slider re-thresholds *cached* scores: moving it never
+re-scores or retrains anything.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from engine.metrics import binary_report
+from ui import charts
+
+
+def percentile_slider(key: str, reference_scores: np.ndarray, *, default: float = 95.0,
+                      label: str = "Threshold percentile") -> tuple[float, float]:
+    """Slider for the share of reference rows considered normal; returns (percentile, threshold)."""
+    percentile = st.slider(
+        label, min_value=50.0, max_value=99.9, value=default, step=0.1, key=key,
+        help="The threshold is this percentile of the scores of the training rows: at 95, the 5 % "
+             "highest-scoring training rows would be flagged.",
+    )
+    return percentile, float(np.percentile(reference_scores, percentile))
+
+
+def flagged_summary(flags: np.ndarray, what: str = "rows") -> None:
+    n = int(np.sum(flags))
+    st.metric(f"Flagged {what}", f"{n:,}", help=f"{n / max(len(flags), 1):.2%} of {len(flags):,} {what}")
+
+
+def distribution_charts(scores: np.ndarray, threshold: float, flags: np.ndarray, *, key: str,
+                        labels: np.ndarray | None = None, x=None, x_title: str = "row") -> None:
+    """Histogram and score-by-row charts side by side, both with the threshold line."""
+    left, right = st.columns(2)
+    left.plotly_chart(charts.score_histogram(scores, threshold, labels), key=f"hist::{key}")
+    right.plotly_chart(charts.score_index_figure(scores, threshold, flags, x=x, x_title=x_title),
+                       key=f"index::{key}")
+
+
+def label_metrics(labels: np.ndarray, flags: np.ndarray, scores: np.ndarray, *, key: str,
+                  names: tuple[str, str] = ("normal", "outlier")) -> None:
+    """Precision, recall, F1 and accuracy, the confusion matrix, ROC and PR curves with AUC."""
+    report = binary_report(labels, flags, scores)
+    cols = st.columns(4)
+    cols[0].metric("Precision", f"{report.precision:.3f}")
+    cols[1].metric("Recall", f"{report.recall:.3f}")
+    cols[2].metric("F1", f"{report.f1:.3f}")
+    cols[3].metric("Accuracy", f"{report.accuracy:.3f}")
+    left, middle, right = st.columns(3)
+    left.plotly_chart(charts.confusion_figure(report.confusion, names), key=f"cm::{key}")
+    if report.roc_auc is not None:
+        middle.plotly_chart(charts.roc_figure(report.fpr, report.tpr, report.roc_auc), key=f"roc::{key}")
+        right.plotly_chart(charts.pr_figure(report.pr_recall, report.pr_precision, report.average_precision),
+                           key=f"pr::{key}")
+    else:
+        middle.info("ROC and PR curves need both classes in the label column.")
