@@ -1,0 +1,134 @@
+"""Tabular outliers: train an OutlierAEGMM, tune the threshold on cached scores, inspect and export."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from engine.errors import DataError
+from engine.ingest import feature_matrix
+from engine.metrics import binary_labels
+from engine.od import OutlierAEGMM
+from ui import charts, downloads, scores, training
+from ui import data as ui_data
+from ui.settings import SETTINGS
+
+JOB = "aegmm"
+
+
+@dataclass
+class AEGMMRun:
+    """What one training job produced; the slider and charts only read it."""
+
+    detector: OutlierAEGMM
+    columns: list[str]
+    frame: pd.DataFrame  # the scored rows: their features (and label), indexed by row number in the table
+    X: np.ndarray  # the same rows as the model's float matrix
+    scores: np.ndarray  # instance scores of those rows
+    train_scores: np.ndarray  # scores of the rows used for training (threshold reference)
+    labels: np.ndarray | None
+    table_name: str
+
+
+def fit_and_score(job, X, frame, train_mask, labels, n_gmm, controls, table_name, columns):
+    detector = OutlierAEGMM(n_gmm=n_gmm, data_type="tabular")
+    job.set_stage("training", 0.0)
+    detector.fit(X[train_mask], epochs=controls.epochs, batch_size=controls.batch_size,
+                 optimizer=controls.optimizer(), verbose=False, seed=controls.seed, progress=job.report,
+                 cancel=job.cancel, time_budget=SETTINGS.job_time_budget_s)
+    job.set_stage("scoring all rows", 1.0)
+    all_scores = detector.score(X)
+    detector.infer_threshold(X[train_mask], threshold_perc=95.0)
+    return AEGMMRun(detector, columns, frame, X, all_scores, all_scores[train_mask], labels, table_name)
+
+
+st.title("Tabular outliers")
+st.caption("OutlierAEGMM: an autoencoder compresses each row; a Gaussian mixture on the compressed code and the "
+           "reconstruction error gives every row an energy. High energy = unusual row.")
+
+table, origin = ui_data.choose_table("aegmm", key="aegmm:dataset", kinds=("tabular",))
+with st.form("aegmm:setup", border=False):
+    columns = ui_data.feature_picker(table, key="aegmm:features")
+    label = ui_data.label_picker(table, key="aegmm:label")
+    missing = ui_data.missing_policy("aegmm:missing")
+    normal_only = st.checkbox("Train only on rows the label calls normal", key="aegmm:normal_only",
+                              help="Semi-supervised: needs a label column. Otherwise all rows are used.")
+    with st.expander("Model and training settings"):
+        n_gmm = st.slider("Mixture components (n_gmm)", 1, 8, 2, key="aegmm:n_gmm")
+        controls = training.controls("aegmm", epochs=10, batch_size=1024)
+        max_rows = st.number_input("Train on at most this many rows (random sample)", 100, SETTINGS.max_train_rows,
+                                   min(50_000, SETTINGS.max_train_rows), step=1000, key="aegmm:max_rows")
+    submitted = st.form_submit_button("Train", type="primary", icon=":material/model_training:", key="aegmm:train")
+
+if submitted:
+    try:
+        X, rows = feature_matrix(table.frame, columns, missing=missing)
+        labels = None if label is None else binary_labels(table.frame[label].to_numpy()[rows])
+        if normal_only and labels is None:
+            raise DataError("training on normal rows only needs a label column; choose one or untick the box.")
+        eligible = np.flatnonzero(labels == 0) if normal_only else np.arange(len(X))
+        if len(eligible) < 10:
+            raise DataError(f"only {len(eligible)} rows are available for training; at least 10 are needed.")
+        rng = np.random.default_rng(controls.seed)
+        chosen = np.sort(rng.choice(eligible, size=min(len(eligible), int(max_rows)), replace=False))
+        train_mask = np.zeros(len(X), dtype=bool)
+        train_mask[chosen] = True
+    except DataError as exc:
+        ui_data.show_data_error(exc)
+    else:
+        if len(eligible) > max_rows:
+            st.info(f"Training on a random sample of {int(max_rows):,} of {len(eligible):,} rows; all rows are scored.")
+        shown = list(columns) + ([label] if label and label not in columns else [])
+        frame = table.frame.iloc[rows][shown].reset_index(drop=True).set_axis(rows, axis=0)
+        training.start(JOB, "Train AEGMM", lambda job: fit_and_score(
+            job, X, frame, train_mask, labels, n_gmm, controls, table.name, list(columns)))
+
+job = training.panel(JOB)
+run: AEGMMRun | None = training.result(JOB)
+
+
+@st.fragment
+def results(run: AEGMMRun) -> None:
+    st.header("Results")
+    st.caption(f"{run.table_name} · {len(run.columns)} features · {len(run.scores):,} rows scored")
+    percentile, threshold = scores.percentile_slider("aegmm:percentile", run.train_scores)
+    run.detector.threshold = threshold  # the downloaded detector carries the chosen threshold
+    flags = run.scores > threshold
+    cols = st.columns(3)
+    with cols[0]:
+        scores.flagged_summary(flags)
+    cols[1].metric("Threshold (energy)", f"{threshold:.4g}")
+    cols[2].metric("Percentile", f"{percentile:.1f}")
+    scores.distribution_charts(run.scores, threshold, flags, key="aegmm", labels=run.labels)
+    if run.labels is not None:
+        st.subheader("Against the label column")
+        scores.label_metrics(run.labels, flags, run.scores, key="aegmm")
+
+    st.subheader("Flagged rows")
+    frame = run.frame.assign(instance_score=run.scores)
+    flagged = frame[flags].sort_values("instance_score", ascending=False)
+    st.dataframe(flagged, key="aegmm:flagged", height=280)
+    if not flagged.empty:
+        row = st.selectbox("Why is this row unusual?", flagged.index[:500], key="aegmm:inspect",
+                           format_func=lambda r: f"row {r} · score {frame.loc[r, 'instance_score']:.4g}")
+        position = frame.index.get_loc(row)
+        errors = run.detector.feature_reconstruction_error(run.X[position:position + 1])[0]
+        st.plotly_chart(charts.bar_figure(run.columns, errors, f"Per-feature reconstruction error of row {row}",
+                                          "squared error (standardised units)"), key="aegmm:why")
+        st.caption(f"Row {row} has instance score {run.scores[position]:.4g}; large bars are the features the "
+                   "autoencoder could not reproduce.")
+    st.subheader("Export")
+    left, right = st.columns(2)
+    with left:
+        downloads.csv_button("Scores CSV", lambda: frame.assign(is_outlier=flags.astype(int)),
+                             "aegmm_scores.csv", key="aegmm:csv")
+    with right:
+        downloads.detector_button("Detector archive", run.detector, "aegmm.lantern.zip", key="aegmm:archive")
+
+
+if run is not None:
+    results(run)
+elif job is None:
+    st.info("Choose the columns and press **Train**. Bundled Shuttle works out of the box: its `anomaly` column "
+            "is the label.")

@@ -1,0 +1,40 @@
+"""Helpers for AppTest-based page tests."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def page(name: str, timeout: float = 120) -> AppTest:
+    """An AppTest for ``pages/<name>.py``."""
+    return AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=timeout)
+
+
+def no_exceptions(at: AppTest) -> None:
+    """Fail with the exception text when the page raised."""
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def run_until_job_done(at: AppTest, job_key: str, timeout: float = 300) -> None:
+    """Rerun the page until the job stored under ``job_key`` has finished."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = at.session_state[f"job::{job_key}"] if f"job::{job_key}" in at.session_state else None
+        if job is not None and not job.active:
+            at.run()
+            return
+        time.sleep(0.5)
+        at.run()
+    raise AssertionError(f"job {job_key!r} did not finish within {timeout} s")
+
+
+def metric_value(at: AppTest, label: str) -> str:
+    for metric in at.metric:
+        if metric.label == label:
+            return metric.value
+    raise AssertionError(f"no metric labelled {label!r}; have {[m.label for m in at.metric]}")

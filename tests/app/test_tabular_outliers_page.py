@@ -1,0 +1,47 @@
+"""The tabular-outliers page trains AEGMM on bundled Shuttle and re-thresholds cached scores."""
+
+import pytest
+
+from tests.app.helpers import metric_value, no_exceptions, page, run_until_job_done
+
+pytestmark = pytest.mark.app
+
+
+def _trained_page():
+    at = page("tabular_outliers")
+    at.run()
+    no_exceptions(at)
+    at.number_input(key="aegmm:epochs").set_value(2)
+    at.number_input(key="aegmm:max_rows").set_value(3000)
+    at.button(key="aegmm:train").click()
+    at.run()
+    run_until_job_done(at, "aegmm")
+    no_exceptions(at)
+    return at
+
+
+def test_train_two_epochs_on_shuttle_then_slider_changes_flagged_count():
+    at = _trained_page()
+    assert at.session_state["job::aegmm"].state == "done", at.session_state["job::aegmm"].error
+    flagged_at_95 = int(metric_value(at, "Flagged rows").replace(",", ""))
+    assert 0 < flagged_at_95 < 49_097
+    # With the bundled label column the page reports precision / recall / F1.
+    assert {"Precision", "Recall", "F1"} <= {m.label for m in at.metric}
+
+    at.slider(key="aegmm:percentile").set_value(80.0).run()
+    no_exceptions(at)
+    flagged_at_80 = int(metric_value(at, "Flagged rows").replace(",", ""))
+    assert flagged_at_80 > flagged_at_95
+    # The detector carries the threshold chosen on the slider.
+    run = at.session_state["job::aegmm"].result
+    assert run.detector.threshold == pytest.approx(float(metric_value(at, "Threshold (energy)")), rel=1e-3)
+
+
+def test_bad_column_choice_shows_message_not_exception():
+    at = page("tabular_outliers")
+    at.run()
+    at.multiselect(key="aegmm:features").set_value([])
+    at.button(key="aegmm:train").click().run()
+    no_exceptions(at)
+    assert any("no feature columns" in e.value for e in at.error)
+    assert "job::aegmm" not in at.session_state
