@@ -162,6 +162,20 @@ def _sniff_delimiter(text: str) -> str:
         return best if counts[best] > 0 else ","
 
 
+def _unique_names(names: list[str]) -> list[str]:
+    """Column names made unique the way pandas does it: later copies get a .1, .2 … suffix."""
+    used: set[str] = set()
+    unique = []
+    for name in names:
+        candidate, n = name, 0
+        while candidate in used:
+            n += 1
+            candidate = f"{name}.{n}"
+        used.add(candidate)
+        unique.append(candidate)
+    return unique
+
+
 def _coerce_mostly_numeric(frame: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
     for column in frame.columns:
         series = frame[column]
@@ -274,7 +288,9 @@ def read_csv_bytes(data: bytes, name: str = "upload.csv", limits: IngestLimits =
     if not text.strip():
         raise DataError("the file holds only whitespace; upload a CSV with a header row and data rows.")
     delimiter = _sniff_delimiter(text)
-    first_line = next(csv.reader(io.StringIO(text[:1_000_000]), delimiter=delimiter), [])
+    records = csv.reader(io.StringIO(text[:1_000_000]), delimiter=delimiter)
+    first_line = next(records, [])
+    first_row = next((r for r in records if r), [])
     if len(first_line) > limits.max_columns:
         raise DataError(
             f"the file has {len(first_line):,} columns; the limit is {limits.max_columns:,}. "
@@ -293,8 +309,14 @@ def read_csv_bytes(data: bytes, name: str = "upload.csv", limits: IngestLimits =
             f"duplicate column name(s) {', '.join(map(repr, duplicates[:10]))}: later copies were renamed "
             "with a .1, .2 … suffix."
         )
+    # A first data row longer than the header makes pandas silently use the first column(s) as the
+    # index, shifting every value one column to the right. Name the extra fields ourselves instead:
+    # empty ones (rows ending with a delimiter) are dropped, anything else is a ragged file.
+    n_extra = max(len(first_row) - len(first_line), 0)
+    names = _unique_names(header) + [f"__extra_{i}" for i in range(n_extra)] if n_extra else None
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=delimiter, engine="c", skipinitialspace=True, low_memory=False)
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, engine="c", skipinitialspace=True, low_memory=False,
+                            header=0, names=names, index_col=False)
     except pd.errors.EmptyDataError as exc:
         raise DataError("the file has no columns; the first line must be a header such as 'a,b,c'.") from exc
     except pd.errors.ParserError as exc:
@@ -306,7 +328,17 @@ def read_csv_bytes(data: bytes, name: str = "upload.csv", limits: IngestLimits =
                 "of fields (check for unquoted delimiters inside values)."
             ) from exc
         raise DataError(f"the file is not valid CSV ({str(exc).strip()[:200]}).") from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
+    if n_extra:
+        extra = [f"__extra_{i}" for i in range(n_extra)]
+        if frame[extra].notna().any().any():
+            raise DataError(
+                f"line 2 has {len(first_row)} fields but the header has {len(first_line)}; every row needs the same "
+                "number of fields (check for unquoted delimiters inside values)."
+            )
+        frame = frame.drop(columns=extra)
+        warnings.append("the data rows end with an extra delimiter; the empty last field was ignored.")
+    # Stripping can make names equal again ('a ' and 'a'), so make them unique after it.
+    frame.columns = _unique_names([str(c).strip() for c in frame.columns])
     if len(frame.columns) == 0:
         raise DataError("the file has no columns; the first line must be a header such as 'a,b,c'.")
     if frame.empty:
