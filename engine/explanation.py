@@ -23,7 +23,7 @@ def _encode(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         if value.dtype == object or value.dtype.kind in "OV":
             return {_ARRAY_TAG: "list", "data": [_encode(v) for v in value.tolist()]}
-        if value.dtype.kind in "US":
+        if value.dtype.kind == "U":
             return {_ARRAY_TAG: "str", "dtype": value.dtype.str, "shape": list(value.shape),
                     "data": value.ravel().tolist()}
         contiguous = np.ascontiguousarray(value)
@@ -34,9 +34,12 @@ def _encode(value: Any) -> Any:
             "data": base64.b64encode(contiguous.tobytes()).decode("ascii"),
         }
     if isinstance(value, np.generic):
-        return value.item()
+        return _encode(value.item())  # a NaN numpy scalar must take the float path below
     if isinstance(value, dict):
-        return {str(k): _encode(v) for k, v in value.items()}
+        if _ARRAY_TAG not in value and all(isinstance(k, str) for k in value):
+            return {k: _encode(v) for k, v in value.items()}
+        # JSON keys are strings; keep other keys (and a key that looks like our tag) by storing pairs.
+        return {_ARRAY_TAG: "dict", "items": [[_encode(k), _encode(v)] for k, v in value.items()]}
     if isinstance(value, (list, tuple)):
         return [_encode(v) for v in value]
     if isinstance(value, float) and not np.isfinite(value):
@@ -47,6 +50,10 @@ def _encode(value: Any) -> Any:
 _ALLOWED_DTYPE_KINDS = set("biufcUS")
 
 
+def _hashable(key: Any) -> Any:
+    return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
+
+
 def _decode(value: Any) -> Any:
     if isinstance(value, dict):
         tag = value.get(_ARRAY_TAG)
@@ -54,6 +61,8 @@ def _decode(value: Any) -> Any:
             return {k: _decode(v) for k, v in value.items()}
         if tag == "float":
             return float(value["data"])
+        if tag == "dict":
+            return {_hashable(_decode(k)): _decode(v) for k, v in value["items"]}
         if tag == "list":
             return np.array([_decode(v) for v in value["data"]], dtype=object)
         dtype = np.dtype(value["dtype"])
