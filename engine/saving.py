@@ -101,6 +101,18 @@ def _read_source(source: Source) -> bytes:
     raise TypeError(f"cannot read an archive from {type(source).__name__}; pass a path, bytes or a binary file.")
 
 
+def _check_npz_members(npz_bytes: bytes) -> None:
+    """Bound what ``arrays.npz`` (itself a zip) may unpack to, before numpy reads any of it."""
+    with zipfile.ZipFile(io.BytesIO(npz_bytes)) as npz:
+        total = 0
+        for info in npz.infolist():
+            total += info.file_size
+            # Small members (zero biases) legitimately compress well; only large ones are suspicious.
+            suspicious = info.file_size > 2**20 and info.file_size / max(info.compress_size, 1) > MAX_COMPRESSION_RATIO
+            if info.file_size > MAX_MEMBER_BYTES or total > MAX_MEMBER_BYTES or suspicious:
+                raise ArchiveError(f"archive array {info.filename} is too large or compressed suspiciously.")
+
+
 def _from_bytes(data: bytes, kind: str) -> Any:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
@@ -134,10 +146,16 @@ def _from_bytes(data: bytes, kind: str) -> Any:
         if entry is None or entry[0] != kind:
             raise ArchiveError(f"archive names class {manifest.get('class')!r}, which this engine does not load.")
         try:
-            with np.load(io.BytesIO(zf.read("arrays.npz")), allow_pickle=False) as npz:
+            npz_bytes = zf.read("arrays.npz")
+            _check_npz_members(npz_bytes)
+            with np.load(io.BytesIO(npz_bytes), allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
+        except ArchiveError:
+            raise
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
             raise ArchiveError(f"archive arrays are unreadable ({exc}).") from exc
+        except MemoryError as exc:  # an array header declaring an impossible shape
+            raise ArchiveError("archive arrays declare more data than can be loaded.") from exc
     try:
         return entry[1]._from_archive(manifest["config"], arrays)
     except ArchiveError:
