@@ -139,16 +139,17 @@ def _decode(data: bytes) -> tuple[str, str]:
             "(comma- or semicolon-separated text) and upload that."
         )
     try:
-        return data.decode("utf-8-sig"), "utf-8"
+        text, encoding = data.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError:
-        text = data.decode("latin-1")
+        text, encoding = data.decode("latin-1"), "latin-1"
+    # Plain ASCII control bytes decode as UTF-8 too, so this check applies to both encodings.
     control = sum(1 for ch in text[:65536] if ord(ch) < 32 and ch not in "\r\n\t")
     if control > 0.01 * min(len(text), 65536):
         raise DataError(
             "the file is not readable text in UTF-8 or Latin-1 (it has many control characters); "
             "save it as a UTF-8 CSV and try again."
         )
-    return text, "latin-1"
+    return text, encoding
 
 
 def _sniff_delimiter(text: str) -> str:
@@ -279,7 +280,8 @@ def read_csv_bytes(data: bytes, name: str = "upload.csv", limits: IngestLimits =
             f"the file is {len(data) / 2**20:.1f} MB; the limit is {limits.max_bytes / 2**20:.0f} MB. "
             "Upload a sample of the rows or fewer columns."
         )
-    n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    # Old Mac files end lines with a bare CR, so count whichever line ending the file uses.
+    n_lines = max(data.count(b"\n"), data.count(b"\r")) + (0 if data.endswith((b"\n", b"\r")) else 1)
     if n_lines - 1 > limits.max_rows:
         raise DataError(
             f"the file has about {n_lines - 1:,} rows; the limit is {limits.max_rows:,}. Upload a sample of the rows."
@@ -288,9 +290,12 @@ def read_csv_bytes(data: bytes, name: str = "upload.csv", limits: IngestLimits =
     if not text.strip():
         raise DataError("the file holds only whitespace; upload a CSV with a header row and data rows.")
     delimiter = _sniff_delimiter(text)
-    records = csv.reader(io.StringIO(text[:1_000_000]), delimiter=delimiter)
-    first_line = next(records, [])
-    first_row = next((r for r in records if r), [])
+    records = csv.reader(io.StringIO(text[:1_000_000], newline=""), delimiter=delimiter)
+    try:
+        first_line = next(records, [])
+        first_row = next((r for r in records if r), [])
+    except csv.Error as exc:
+        raise DataError(f"the file is not valid CSV ({exc}).") from exc
     if len(first_line) > limits.max_columns:
         raise DataError(
             f"the file has {len(first_line):,} columns; the limit is {limits.max_columns:,}. "
