@@ -3,6 +3,8 @@
 A text cell starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return is prefixed with a
 single quote, so a spreadsheet shows it as text instead of running it as a formula (CSV/formula
 injection). Numbers are written as numbers: a negative score is data, not a formula.
+Lines end with CRLF (RFC 4180), so a carriage return inside a text cell is quoted like a newline
+and cannot split a row.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def safe_csv_bytes(frame: pd.DataFrame, index: bool = False) -> bytes:
     Examples
     --------
     >>> safe_csv_bytes(pd.DataFrame({'name': ['=cmd()'], 'score': [-1.0]}))
-    b"name,score\\n'=cmd(),-1.0\\n"
+    b"name,score\\r\\n'=cmd(),-1.0\\r\\n"
     """
     out = frame.copy()
     out.columns = [escape_formula(str(c)) for c in out.columns]
@@ -42,4 +44,6 @@ def safe_csv_bytes(frame: pd.DataFrame, index: bool = False) -> bytes:
             out[column] = out[column].astype(object).map(escape_formula)
     if index:
         out.index = out.index.map(escape_formula)
-    return out.to_csv(index=index, lineterminator="\n").encode("utf-8")
+    # With a "\n" terminator Python's csv writer leaves a bare "\r" inside a cell unquoted, and every
+    # reader then splits the row there; with "\r\n" both characters force quoting.
+    return out.to_csv(index=index, lineterminator="\r\n").encode("utf-8")
