@@ -1,0 +1,162 @@
+"""Network specs (engine.nets): JSON descriptions ↔ keras.Sequential, allow-listed layers only."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from engine.errors import ArchiveError
+from engine.nets import build_sequential, describe_sequential, mlp
+
+
+def _same_weights_shapes(a, b):
+    return [w.shape for w in a.get_weights()] == [w.shape for w in b.get_weights()]
+
+
+def test_mlp_shapes_and_activations():
+    net = mlp(10, [8, 4], 3, activation="relu", output_activation="softmax", name="clf")
+    assert net.name == "clf"
+    assert net.output_shape == (None, 3)
+    assert [layer.units for layer in net.layers] == [8, 4, 3]
+    assert [layer.activation.__name__ for layer in net.layers] == ["relu", "relu", "softmax"]
+
+
+def test_mlp_with_one_seed_is_identical_and_with_another_is_not():
+    a, b, c = mlp(5, [6], 2, seed=4), mlp(5, [6], 2, seed=4), mlp(5, [6], 2, seed=5)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    assert not np.array_equal(a.get_weights()[0], c.get_weights()[0])
+    # Per-layer seeds: two equal-shaped layers of one network do not get the same kernel.
+    deep = mlp(4, [4, 4], 4, seed=0)
+    assert not np.array_equal(deep.get_weights()[0], deep.get_weights()[2])
+
+
+def test_describe_then_build_gives_the_same_architecture_as_json():
+    net = mlp(6, [5, 3], 2, activation="tanh", output_activation="sigmoid", seed=0)
+    spec = describe_sequential(net)
+    assert json.loads(json.dumps(spec)) == spec  # plain JSON
+    assert spec["input_shape"] == [6]
+    assert [(layer["class"], layer["config"]["units"], layer["config"]["activation"]) for layer in spec["layers"]] == [
+        ("Dense", 5, "tanh"), ("Dense", 3, "tanh"), ("Dense", 2, "sigmoid")]
+    rebuilt = build_sequential(spec, name="again")
+    assert rebuilt.name == "again" and rebuilt.output_shape == (None, 2)
+    assert _same_weights_shapes(net, rebuilt)
+    rebuilt.set_weights(net.get_weights())
+    x = np.random.default_rng(0).normal(size=(4, 6)).astype("float32")
+    np.testing.assert_allclose(rebuilt(x).numpy(), net(x).numpy(), rtol=1e-6)
+    assert describe_sequential(rebuilt) == spec
+
+
+def test_recurrent_normalisation_and_dropout_layers_round_trip():
+    net = keras.Sequential([
+        keras.Input((7, 3)),
+        keras.layers.LSTM(5, return_sequences=True),
+        keras.layers.GRU(4),
+        keras.layers.LayerNormalization(),
+        keras.layers.Dropout(0.25),
+        keras.layers.BatchNormalization(momentum=0.9),
+        keras.layers.Activation("relu"),
+        keras.layers.Dense(2),
+    ])
+    spec = describe_sequential(net)
+    assert [layer["class"] for layer in spec["layers"]] == [
+        "LSTM", "GRU", "LayerNormalization", "Dropout", "BatchNormalization", "Activation", "Dense"]
+    assert spec["layers"][0]["config"]["return_sequences"] is True
+    assert spec["layers"][3]["config"]["rate"] == 0.25
+    rebuilt = build_sequential(spec)
+    assert rebuilt.output_shape == (None, 2) and _same_weights_shapes(net, rebuilt)
+
+
+@pytest.mark.xfail(strict=True, reason="bug: nets._clean_config refuses the tuples Keras 3 puts in conv/pool/reshape "
+                                       "configs (kernel_size, strides, pool_size, target_shape)")
+def test_convolutional_and_reshape_layers_round_trip():
+    net = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(16),
+        keras.layers.Reshape((4, 4, 1)),
+        keras.layers.Conv2DTranspose(1, 3, padding="same"),
+    ])
+    rebuilt = build_sequential(describe_sequential(net))
+    assert rebuilt.output_shape == net.output_shape and _same_weights_shapes(net, rebuilt)
+
+
+def test_models_that_cannot_be_described_are_refused():
+    functional_in = keras.Input((3,))
+    functional = keras.Model(functional_in, keras.layers.Dense(2)(functional_in))
+    with pytest.raises(ArchiveError, match="only keras.Sequential networks can be saved, got Functional"):
+        describe_sequential(functional)
+    with pytest.raises(ArchiveError, match="the network is not built yet"):
+        describe_sequential(keras.Sequential([keras.layers.Dense(2)]))
+    with pytest.raises(ArchiveError, match="layer type Lambda is not supported in archives"):
+        describe_sequential(keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda t: t * 2)]))
+
+
+def test_a_subclassed_allowed_layer_is_refused():
+    class SneakyDense(keras.layers.Dense):
+        pass
+
+    SneakyDense.__name__ = "Dense"
+    net = keras.Sequential([keras.Input((3,)), SneakyDense(2)])
+    with pytest.raises(ArchiveError, match="layer type Dense is not supported"):
+        describe_sequential(net)
+
+
+def triple(t):
+    return t * 3
+
+
+@pytest.mark.xfail(strict=True, reason="bug: nets._clean_config reads a lambda activation's serialised dict as "
+                                       "None (linear), so the archive silently saves a different network")
+@pytest.mark.filterwarnings("ignore:The object being serialized includes a `lambda`")
+def test_a_lambda_activation_is_refused_not_saved_as_linear():
+    net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation=lambda t: t * 3)])
+    with pytest.raises(ArchiveError, match="of a Dense layer is not supported in archives"):
+        describe_sequential(net)
+
+
+@pytest.mark.xfail(strict=True, reason="bug: nets._clean_config raises AttributeError on a named custom "
+                                       "activation (its serialised 'config' is a str) instead of ArchiveError")
+def test_a_named_custom_activation_is_refused_with_an_archive_error():
+    net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation=triple)])
+    with pytest.raises(ArchiveError, match="of a Dense layer is not supported in archives"):
+        describe_sequential(net)
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"input_shape": [3], "layers": [{"class": "Lambda", "config": {}}]}, "layer type 'Lambda', which is not allowed"),
+        ({"input_shape": [3], "layers": [{"class": "Dense", "config": {"units": 2, "activation": "eval"}}]},
+         "activation 'eval' of a Dense layer is not supported"),
+        ({"input_shape": [3], "layers": [{"class": "Dense", "config": {"units": 2, "kernel_size": {"x": 1}}}]}, None),
+        ({"input_shape": [3]}, "network spec is malformed"),
+        ({"layers": []}, "network spec is malformed"),
+        ({"input_shape": [3], "layers": {"class": "Dense"}}, "network spec is malformed"),
+        ({"input_shape": [3], "layers": [{"config": {"units": 2}}]}, "network spec is malformed"),
+        ({"input_shape": [3], "layers": [{"class": "Dense", "config": {"units": "two"}}]}, "network spec is malformed"),
+        ({"input_shape": None, "layers": []}, "network spec is malformed"),
+    ],
+    ids=["lambda", "activation", "nested-value", "no-layers", "no-input", "layers-dict", "no-class", "bad-units",
+         "null-input"],
+)
+def test_build_refuses_tampered_specs(spec, message):
+    if message is None:  # a dict-valued argument is not archivable
+        with pytest.raises(ArchiveError, match="cannot be archived"):
+            build_sequential(spec)
+        return
+    with pytest.raises(ArchiveError, match=message):
+        build_sequential(spec)
+
+
+def test_build_drops_keys_outside_the_allow_list():
+    spec = {"input_shape": [3], "layers": [{"class": "Dense", "config": {
+        "units": 2, "name": "x" * 5, "kernel_regularizer": {"class_name": "L2"}, "dtype": "float64"}}]}
+    net = build_sequential(spec)
+    dense = net.layers[0]
+    assert dense.units == 2 and dense.kernel_regularizer is None and dense.compute_dtype == "float32"
