@@ -1,0 +1,299 @@
+"""The job runner (ui.jobs.JobManager): admission limit, queue, per-session cap, cancel, failures, watchdog.
+
+Fake jobs are gated by threading.Events, so every test decides exactly when each job may finish; no
+test sleeps longer than a few polling intervals.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from engine.errors import DataError
+from engine.nets import mlp
+from engine.training import TrainingEvent, train
+from ui.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Job, JobLimitError, JobManager
+
+TIMEOUT = 20  # generous upper bound for a loaded CI machine; tests finish far sooner
+
+
+class Gate:
+    """A fake job that signals when it starts and finishes only when released."""
+
+    def __init__(self, result="ok"):
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.result = result
+        self.runs = 0
+
+    def __call__(self, job: Job):
+        self.runs += 1
+        self.started.set()
+        if not self.release.wait(timeout=TIMEOUT):
+            raise AssertionError("gate never released")
+        return self.result
+
+
+def cancellable(job: Job):
+    """A job that works in small steps and honours its cancel token, like the engine's training loop."""
+    deadline = time.time() + TIMEOUT
+    while time.time() < deadline:
+        job.cancel.raise_if_cancelled()
+        time.sleep(0.01)
+    return "ran to the end"
+
+
+@pytest.fixture
+def gates():
+    made: list[Gate] = []
+
+    def make(result="ok"):
+        made.append(Gate(result))
+        return made[-1]
+
+    yield make
+    for gate in made:  # never leave a worker thread blocked after a failed assertion
+        gate.release.set()
+
+
+def wait_until(predicate, timeout=TIMEOUT):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_third_job_is_queued_while_two_run_then_admitted_in_order(gates):
+    manager = JobManager(max_concurrent=2, max_per_session=5)
+    first, second, third, fourth = gates("a"), gates("b"), gates("c"), gates("d")
+    jobs = [manager.submit(f"owner-{i}", f"job {i}", gate) for i, gate in enumerate([first, second, third, fourth])]
+    assert first.started.wait(TIMEOUT) and second.started.wait(TIMEOUT)
+    assert [j.state for j in jobs] == [RUNNING, RUNNING, QUEUED, QUEUED]
+    assert [manager.queue_position(j) for j in jobs] == [0, 0, 1, 2]
+    assert manager.stats()["running"] == 2 and manager.stats()["queued"] == 2
+    assert not third.started.is_set()
+
+    first.release.set()
+    assert third.started.wait(TIMEOUT)
+    assert manager.wait(jobs[0], timeout=TIMEOUT).state == DONE and jobs[0].result == "a"
+    assert jobs[2].state == RUNNING and not fourth.started.is_set()
+    assert manager.queue_position(jobs[3]) == 1
+
+    for gate in (second, third, fourth):
+        gate.release.set()
+    for job in jobs:
+        manager.wait(job, timeout=TIMEOUT)
+    assert [j.state for j in jobs] == [DONE] * 4 and [j.result for j in jobs] == ["a", "b", "c", "d"]
+    assert all(j.started >= j.created and j.finished >= j.started and j.seconds >= 0 for j in jobs)
+    assert manager.stats() == {"running": 0, "queued": 0, "rejected": 0, DONE: 4, FAILED: 0, CANCELLED: 0}
+
+
+def test_a_session_over_its_share_is_refused(gates):
+    manager = JobManager(max_concurrent=4, max_per_session=2)
+    first, second = gates(), gates()
+    jobs = [manager.submit("alice", "train A", first), manager.submit("alice", "train B", second)]
+    with pytest.raises(JobLimitError, match=r"you already have 2 job\(s\) running or queued \(train A, train B\)"):
+        manager.submit("alice", "train C", gates())
+    other = manager.submit("bob", "bob's job", gates("bob"))  # another session is not affected
+    assert manager.stats()["rejected"] == 1
+    first.release.set()
+    manager.wait(jobs[0], timeout=TIMEOUT)
+    again = manager.submit("alice", "train C", gates("again"))  # a finished job frees the share
+    assert again.owner == "alice" and again.active and other.active
+    assert manager.stats()["rejected"] == 1
+
+
+def test_a_full_queue_refuses_new_jobs(gates):
+    manager = JobManager(max_concurrent=1, max_per_session=5, max_queue=1)
+    running = gates()
+    manager.submit("a", "running", running)
+    assert running.started.wait(TIMEOUT)
+    manager.submit("b", "waiting", gates())
+    with pytest.raises(JobLimitError, match="the server is busy: too many jobs are waiting"):
+        manager.submit("c", "refused", gates())
+    assert manager.stats()["rejected"] == 1
+
+
+def test_cancelling_a_queued_job_removes_it_at_once_and_it_never_runs(gates):
+    manager = JobManager(max_concurrent=1)
+    running, queued = gates(), gates()
+    first = manager.submit("a", "first", running)
+    assert running.started.wait(TIMEOUT)
+    waiting = manager.submit("b", "second", queued)
+    assert manager.queue_position(waiting) == 1
+    manager.cancel(waiting)
+    assert waiting.state == CANCELLED and waiting.cancel.cancelled and not waiting.active
+    assert manager.queue_position(waiting) == 0 and manager.stats()["queued"] == 0
+    running.release.set()
+    manager.wait(first, timeout=TIMEOUT)
+    assert first.state == DONE
+    assert queued.runs == 0
+    assert manager.stats()[CANCELLED] == 1 and manager.stats()[DONE] == 1
+
+
+def test_cancelling_a_running_job_goes_through_its_token():
+    manager = JobManager(max_concurrent=1)
+    job = manager.submit("a", "long", cancellable)
+    assert wait_until(lambda: job.state == RUNNING)
+    manager.cancel(job)
+    assert manager.wait(job, timeout=TIMEOUT).state == CANCELLED
+    assert job.result is None and job.error is None
+    # The slot is free again.
+    follow_up = manager.submit("a", "next", lambda j: 7)
+    assert manager.wait(follow_up, timeout=TIMEOUT).result == 7
+
+
+def test_a_job_that_returns_after_being_cancelled_keeps_no_result(gates):
+    manager = JobManager(max_concurrent=1)
+    gate = gates("half-done")
+    job = manager.submit("a", "ignores its token", gate)
+    assert gate.started.wait(TIMEOUT)
+    manager.cancel(job)
+    gate.release.set()
+    assert manager.wait(job, timeout=TIMEOUT).state == CANCELLED and job.result is None
+
+
+def test_cancel_owner_cancels_every_job_of_that_session_only(gates):
+    manager = JobManager(max_concurrent=1, max_per_session=3)
+    mine_running = manager.submit("me", "running", cancellable)
+    assert wait_until(lambda: mine_running.state == RUNNING)
+    mine_queued = manager.submit("me", "queued", gates())
+    theirs_gate = gates("theirs")
+    theirs = manager.submit("them", "theirs", theirs_gate)
+    assert manager.cancel_owner("me") == 2
+    assert mine_queued.state == CANCELLED
+    assert manager.wait(mine_running, timeout=TIMEOUT).state == CANCELLED
+    assert theirs_gate.started.wait(TIMEOUT)
+    theirs_gate.release.set()
+    assert manager.wait(theirs, timeout=TIMEOUT).state == DONE
+
+
+def test_a_lantern_error_fails_the_job_with_its_message():
+    manager = JobManager()
+
+    def bad_data(job):
+        raise DataError("column 'x' holds text; mark it categorical.")
+
+    job = manager.wait(manager.submit("a", "bad", bad_data), timeout=TIMEOUT)
+    assert job.state == FAILED and job.error == "column 'x' holds text; mark it categorical."
+    assert job.result is None
+
+
+def test_an_unexpected_exception_fails_only_that_job(caplog):
+    manager = JobManager(max_concurrent=1)
+
+    def buggy(job):
+        return 1 / 0
+
+    broken = manager.submit("a", "buggy", buggy)
+    healthy = manager.submit("b", "healthy", lambda job: "fine")
+    manager.wait(broken, timeout=TIMEOUT)
+    manager.wait(healthy, timeout=TIMEOUT)
+    assert broken.state == FAILED
+    assert broken.error.startswith("unexpected error (ZeroDivisionError: division by zero)")
+    assert "nothing else is affected" in broken.error
+    assert healthy.state == DONE and healthy.result == "fine"
+    assert "Traceback" in caplog.text  # the traceback goes to the server log, not to the user
+    assert manager.stats()[FAILED] == 1 and manager.stats()[DONE] == 1
+
+
+def test_running_out_of_memory_is_a_readable_failure():
+    manager = JobManager()
+
+    def greedy(job):
+        raise MemoryError()
+
+    job = manager.wait(manager.submit("a", "greedy", greedy), timeout=TIMEOUT)
+    assert job.state == FAILED and "ran out of memory" in job.error
+
+
+def test_watchdog_cancels_running_and_queued_jobs_of_a_dead_session(gates):
+    dead: set[str] = set()
+    manager = JobManager(max_concurrent=1, max_per_session=3, is_owner_alive=lambda owner: owner not in dead,
+                         watchdog_interval=0.02)
+    ghost_running = manager.submit("ghost", "running", cancellable)
+    assert wait_until(lambda: ghost_running.state == RUNNING)
+    ghost_queued = manager.submit("ghost", "queued", gates())
+    alive_gate = gates("alive")
+    alive = manager.submit("alive", "kept", alive_gate)
+    dead.add("ghost")
+    assert manager.wait(ghost_running, timeout=TIMEOUT).state == CANCELLED
+    assert ghost_queued.state == CANCELLED
+    assert alive_gate.started.wait(TIMEOUT)  # the freed slot goes to the live session
+    assert not alive.cancel.cancelled
+    alive_gate.release.set()
+    assert manager.wait(alive, timeout=TIMEOUT).state == DONE
+
+
+def test_a_failing_liveness_probe_does_not_cancel_anything(gates):
+    def probe(owner):
+        raise RuntimeError("runtime gone")
+
+    manager = JobManager(is_owner_alive=probe, watchdog_interval=0.02)
+    gate = gates("survived")
+    job = manager.submit("a", "job", gate)
+    assert gate.started.wait(TIMEOUT)
+    time.sleep(0.1)  # several watchdog rounds
+    assert job.state == RUNNING and not job.cancel.cancelled
+    gate.release.set()
+    assert manager.wait(job, timeout=TIMEOUT).state == DONE
+
+
+def test_wait_with_a_timeout_returns_an_unfinished_job(gates):
+    manager = JobManager()
+    gate = gates()
+    job = manager.submit("a", "slow", gate)
+    assert manager.wait(job, timeout=0.05).active
+    gate.release.set()
+    assert not manager.wait(job, timeout=TIMEOUT).active
+
+
+def test_job_collects_training_events_from_the_engine_loop():
+    manager = JobManager()
+    x = np.random.default_rng(0).normal(size=(32, 3)).astype("float32")
+
+    def fit(job):
+        model = mlp(3, [4], 3, seed=0)
+        loss = lambda t, o: keras.ops.mean((t - o) ** 2)  # noqa: E731
+        return train(model, loss, x, epochs=2, batch_size=16, seed=0, progress=job.report, cancel=job.cancel,
+                     log_metric=("mae", keras.metrics.MeanAbsoluteError()))
+
+    job = manager.wait(manager.submit("a", "train", fit), timeout=60)
+    assert job.state == DONE, job.error
+    assert [(e["kind"], e["epoch"], e["step"], e["global_step"]) for e in job.events] == [
+        ("batch", 1, 1, 1), ("batch", 1, 2, 2), ("epoch", 1, 2, 2),
+        ("batch", 2, 1, 3), ("batch", 2, 2, 4), ("epoch", 2, 2, 4)]
+    assert all(np.isfinite(e["loss"]) and "mae" in e for e in job.events)
+    assert [e["loss"] for e in job.events if e["kind"] == "epoch"] == pytest.approx(job.result.loss)
+    assert job.fraction == 1.0 and job.message.startswith("epoch 2/2 · loss ")
+
+
+def test_report_accepts_plain_dicts_and_stays_bounded():
+    job = Job(id=1, owner="a", label="attack", kind="attack", fn=lambda j: None)
+    job.report({"fraction": 0.25, "message": "attacking batch 1"})
+    assert job.fraction == 0.25 and job.message == "attacking batch 1"
+    job.set_stage("explaining", 0.5)
+    assert job.message == "explaining" and job.fraction == 0.5
+    job.set_stage("still explaining")
+    assert job.fraction == 0.5
+    for i in range(10_000):
+        job.report({"step": i})
+    assert len(job.events) <= 4_000
+    assert job.events[-1] == {"step": 9_999}
+    steps = [e.get("step", -1) for e in job.events]
+    assert steps == sorted(steps)  # thinning keeps the order
+
+
+def test_report_of_a_training_event_sets_fraction_and_message():
+    job = Job(id=1, owner="a", label="x", kind="train", fn=lambda j: None)
+    job.report(TrainingEvent("batch", epoch=2, epochs=4, step=3, steps_per_epoch=6, loss=0.123456,
+                             metrics={"acc": 0.9}, elapsed=1.0))
+    assert job.fraction == pytest.approx(9 / 24)
+    assert job.message == "epoch 2/4 · loss 0.1235"
+    assert job.events == [{"kind": "batch", "epoch": 2, "step": 3, "global_step": 9, "loss": 0.123456, "acc": 0.9}]
