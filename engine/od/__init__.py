@@ -1,1 +1,3 @@
 """Outlier detectors."""
+
+from engine.od.aegmm import OutlierAEGMM  # noqa: E402,F401
