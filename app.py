@@ -4,14 +4,10 @@ Run with ``streamlit run app.py``. This file sets the page config, the navigatio
 ``pages/`` and the sidebar every page shares.
 """
 
-import logging
-
 import streamlit as st
 
 from ui import data as ui_data
 from ui.runtime import MANAGER, session_id
-
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 st.set_page_config(page_title="Lantern", page_icon=":material/flare:", layout="wide")
 

@@ -40,6 +40,9 @@ def fit_and_score(job, X, frame, train_mask, labels, n_gmm, controls, table_name
     job.set_stage("scoring all rows", 1.0)
     all_scores = detector.score(X)
     detector.infer_threshold(X[train_mask], threshold_perc=95.0)
+    history = detector.history_
+    job.set_stage(f"{history.epochs_run} epoch(s), final loss {history.loss[-1]:.4g}"
+                  + (" (stopped at the time budget)" if history.stopped == "time_budget" else ""), 1.0)
     return AEGMMRun(detector, columns, frame, X, all_scores, all_scores[train_mask], labels, table_name)
 
 

@@ -45,3 +45,16 @@ def test_bad_column_choice_shows_message_not_exception():
     no_exceptions(at)
     assert any("no feature columns" in e.value for e in at.error)
     assert "job::aegmm" not in at.session_state
+
+
+def test_reruns_never_clear_the_keras_session(monkeypatch):
+    """Streamlit's default clear_session() after each rerun would reset TF state under running jobs."""
+    import keras
+
+    calls = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *a, **k: calls.append(1))
+    at = page("tabular_outliers")
+    at.run()
+    at.run()
+    no_exceptions(at)
+    assert calls == []
