@@ -63,9 +63,12 @@ st.subheader("Columns and roles")
 st.caption("Roles decide how each workflow uses a column: numeric **feature**s go into models, the **label** is "
            "ground truth for metrics, the **time** column orders a series, **ignore**d columns are left out.")
 summary = table.summary()
+# A keyed data_editor keeps its edits while the table keeps its shape, so a fixed key would re-apply one
+# dataset's role edits to the next dataset with as many columns. The key follows the dataset instead
+# (role changes keep the frame object, so they keep the key).
 edited = st.data_editor(
     summary,
-    key="roles_editor",
+    key=f"roles_editor::{id(frame)}",
     hide_index=True,
     disabled=[c for c in summary.columns if c != "role"],
     column_config={"role": st.column_config.SelectboxColumn("role", options=list(ROLES), required=True)},
