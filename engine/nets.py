@@ -49,12 +49,16 @@ def _clean_config(name: str, config: dict) -> dict:
         if key not in _SAFE_KEYS:
             continue
         if key in ("activation", "recurrent_activation"):
-            if isinstance(value, dict):  # Keras may serialise activations as objects
-                value = value.get("config", {}).get("name", value.get("class_name"))
-            if value not in _ACTIVATIONS:
-                raise ArchiveError(f"activation {value!r} of a {name} layer is not supported in archives.")
-        if isinstance(value, list):
-            value = [v for v in value]
+            # Built-in activations serialise as their name; anything else (a lambda, a custom
+            # function) serialises as a dict and cannot be rebuilt without running its code.
+            if not (value is None or isinstance(value, str)) or value not in _ACTIVATIONS:
+                shown = value if isinstance(value, str) else "a custom function"
+                raise ArchiveError(f"activation {shown!r} of a {name} layer is not supported in archives; "
+                                   "use a built-in activation name such as 'relu' or 'tanh'.")
+        if isinstance(value, tuple):  # Keras keeps kernel sizes, strides and shapes as tuples
+            value = list(value)
+        if isinstance(value, list) and not all(isinstance(v, (int, float, str, bool, type(None))) for v in value):
+            raise ArchiveError(f"{name}.{key} holds nested values that cannot be archived.")
         if not isinstance(value, (int, float, str, bool, list, type(None))):
             raise ArchiveError(f"{name}.{key} has a value of type {type(value).__name__} that cannot be archived.")
         out[key] = value

@@ -70,8 +70,6 @@ def test_recurrent_normalisation_and_dropout_layers_round_trip():
     assert rebuilt.output_shape == (None, 2) and _same_weights_shapes(net, rebuilt)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: nets._clean_config refuses the tuples Keras 3 puts in conv/pool/reshape "
-                                       "configs (kernel_size, strides, pool_size, target_shape)")
 def test_convolutional_and_reshape_layers_round_trip():
     net = keras.Sequential([
         keras.Input((8, 8, 1)),
@@ -111,8 +109,6 @@ def triple(t):
     return t * 3
 
 
-@pytest.mark.xfail(strict=True, reason="bug: nets._clean_config reads a lambda activation's serialised dict as "
-                                       "None (linear), so the archive silently saves a different network")
 @pytest.mark.filterwarnings("ignore:The object being serialized includes a `lambda`")
 def test_a_lambda_activation_is_refused_not_saved_as_linear():
     net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation=lambda t: t * 3)])
@@ -120,8 +116,6 @@ def test_a_lambda_activation_is_refused_not_saved_as_linear():
         describe_sequential(net)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: nets._clean_config raises AttributeError on a named custom "
-                                       "activation (its serialised 'config' is a str) instead of ArchiveError")
 def test_a_named_custom_activation_is_refused_with_an_archive_error():
     net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation=triple)])
     with pytest.raises(ArchiveError, match="of a Dense layer is not supported in archives"):
