@@ -199,6 +199,9 @@ class Arm:
     n_agree: int = 0
     examples_true: list = field(default_factory=list)
     examples_false: list = field(default_factory=list)
+    # 'perturb' sampling: samples already predicted but not yet used, in draw order.
+    buffer: np.ndarray | None = None
+    buffer_agree: np.ndarray | None = None
 
     @property
     def support(self) -> int:
@@ -408,6 +411,10 @@ class TabularSampler:
         self.coverage_satisfied_ = self.satisfied_[rows]
         return rows
 
+    def forget_predictions(self) -> None:
+        """Drop the cached labels of training rows (after the predictor changed)."""
+        self._known[:] = False
+
     def reset_counters(self) -> None:
         """Zero the per-explanation counters of samples and predictor calls."""
         self.n_samples = 0
@@ -442,8 +449,10 @@ class TabularSampler:
     def sample(self, requests: Sequence[tuple[Arm, int]], lookahead: int = 0) -> None:
         """Draw ``k`` more samples for each ``(arm, k)``, with one predictor call for them all.
 
-        With ``'rows'`` sampling, ``lookahead`` more rows of each arm are predicted in the same
-        call when a call is needed anyway, so that the next round of draws is free.
+        When a call is needed anyway, ``lookahead`` more samples of each arm are predicted in it
+        (a predictor call costs far more than a row) so that the next round of draws is free.
+        Samples are used in the order they were drawn, so every estimate is as if each batch
+        had been drawn only when needed.
         """
         if self.sampling == "rows":
             segments, ahead = [], []
@@ -457,15 +466,23 @@ class TabularSampler:
             for (arm, _), rows in zip(requests, segments):
                 self._record(arm, rows, self._labels[rows] == self.instance_label)
         else:
-            batches = [self._perturb(arm, k) for arm, k in requests]
-            if not batches:
-                return
-            labels = self._predict(np.concatenate(batches))
-            start = 0
-            for (arm, _), batch in zip(requests, batches):
-                agree = labels[start : start + len(batch)] == self.instance_label
-                start += len(batch)
-                self._record(arm, None, agree, batch)
+            short = [(arm, k - (0 if arm.buffer is None else len(arm.buffer))) for arm, k in requests]
+            short = [(arm, m + lookahead) for arm, m in short if m > 0]
+            if short:
+                batches = [self._perturb(arm, m) for arm, m in short]
+                labels = self._predict(np.concatenate(batches)) == self.instance_label
+                start = 0
+                for (arm, _), batch in zip(short, batches):
+                    agree = labels[start : start + len(batch)]
+                    start += len(batch)
+                    if arm.buffer is None:
+                        arm.buffer, arm.buffer_agree = batch, agree
+                    else:
+                        arm.buffer = np.concatenate([arm.buffer, batch])
+                        arm.buffer_agree = np.concatenate([arm.buffer_agree, agree])
+            for arm, k in requests:
+                self._record(arm, None, arm.buffer_agree[:k], arm.buffer[:k])
+                arm.buffer, arm.buffer_agree = arm.buffer[k:], arm.buffer_agree[k:]
 
     def _record(self, arm: Arm, rows, agree: np.ndarray, samples: np.ndarray | None = None) -> None:
         n = int(agree.size)

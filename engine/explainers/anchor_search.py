@@ -29,8 +29,8 @@ from engine.explainers.anchor_sampler import Arm, TabularSampler
 K1 = 405.5
 ALPHA = 1.1
 _EPS = 1e-12
-#: With 'rows' sampling, rows predicted ahead per arm whenever a predictor call is made anyway,
-#: in batches; the first call of a search predicts this many batches of the root's random order.
+#: Samples predicted ahead per arm, in batches, whenever a predictor call is made anyway; with
+#: 'rows' sampling the first call of a search predicts this many batches of the root's order.
 LOOKAHEAD_BATCHES = 4
 FIRST_LOOKAHEAD_BATCHES = 20
 
@@ -175,11 +175,11 @@ class AnchorSearch:
         if self.cancel is not None and self.cancel.cancelled:
             raise TrainingCancelled("The anchor search was cancelled.")
 
-    def _sample(self, requests) -> None:
+    def _sample(self, requests, lookahead: int | None = None) -> None:
         requests = [(arm, k) for arm, k in requests if k > 0 and not arm.exhausted]
         if requests:
             self._check_cancel()
-            self.sampler.sample(requests, lookahead=self.lookahead)
+            self.sampler.sample(requests, lookahead=self.lookahead if lookahead is None else lookahead)
 
     def _certify(self, arms: list[Arm]) -> None:
         """Sample ``arms`` until each is known to be above or below the threshold (or exhausted)."""
@@ -244,10 +244,12 @@ class AnchorSearch:
     def run(self) -> SearchResult:
         s = self.settings
         root = self.sampler.root()
+        sampler_rows = self.sampler.sampling == "rows"
         # The first call predicts a long prefix of the root's random order: the first draws of
         # every one-predicate anchor come from it (predictor calls cost far more than rows).
         self._check_cancel()
-        self.sampler.sample([(root, s.min_samples_start)], lookahead=self.first_lookahead)
+        first = self.first_lookahead if sampler_rows else self.lookahead
+        self.sampler.sample([(root, s.min_samples_start)], lookahead=first)
         self._certify([root])
         if self.eligible(root):
             return SearchResult(root, root, True, 0, 0, "the empty anchor is precise enough")
@@ -264,7 +266,9 @@ class AnchorSearch:
                 break
             size += 1
             n_candidates += len(candidates)
-            self._sample([(a, s.min_samples_start - a.n) for a in candidates])
+            # Look ahead for every new candidate only where predictions are shared (training rows).
+            self._sample([(a, s.min_samples_start - a.n) for a in candidates],
+                         lookahead=None if sampler_rows else 0)
             beam = self._kl_lucb(candidates, min(s.beam_size, len(candidates)))
             evaluated.extend(beam)
             self._certify(beam)

@@ -144,7 +144,8 @@ class AnchorTabular:
             raise ValueError("categorical_names must be a dict {feature index: list of category names}.")
         checked = {}
         for key, value in names.items():
-            if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not 0 <= key < len(self.feature_names):
+            is_index = isinstance(key, (int, np.integer)) and not isinstance(key, bool)
+            if not is_index or not 0 <= key < len(self.feature_names):
                 raise ValueError(
                     f"categorical_names key {key!r} is not a feature index in 0..{len(self.feature_names) - 1}."
                 )
@@ -185,7 +186,7 @@ class AnchorTabular:
         self._predictor = predictor
         if self.sampler_ is not None:
             self.sampler_.predictor = predictor
-            self.sampler_._known[:] = False
+            self.sampler_.forget_predictions()
 
     @property
     def meta(self) -> dict:
@@ -380,7 +381,8 @@ class AnchorTabular:
             ``coverage``, ``precision_lb``, ``n_samples``, ``support`` (training rows that
             satisfy the anchor so far) and ``examples`` (``covered_true`` / ``covered_false``
             samples), plus ``names``, ``predicates``, ``success`` (False when no anchor reached
-            the threshold and the most precise candidate is returned), ``message``,
+            the threshold; the candidate with the highest lower confidence bound on its precision
+            is returned instead), ``message``,
             ``all_precision``, ``num_preds``, ``prediction``, ``instance``, ``instances`` and
             ``search``.
 
@@ -461,13 +463,14 @@ class AnchorTabular:
         precision = lineage[-1].precision if lineage else root.precision
         coverage = lineage[-1].coverage if lineage else 1.0
         threshold = search.settings.threshold
+        confidence = 1 - search.settings.delta
         if result.success:
-            message = f"anchor found: precision {precision:.3f} >= {threshold} with confidence {1 - search.settings.delta:.2f}."
+            message = f"anchor found: precision {precision:.3f} >= {threshold} with confidence {confidence:.2f}."
         else:
             best = lineage[-1] if lineage else root
             message = (
-                f"no anchor reached precision {threshold} with confidence {1 - search.settings.delta:.2f}; "
-                f"returning the most precise candidate (precision {precision:.3f} on {best.n} samples from "
+                f"no anchor reached precision {threshold} with confidence {confidence:.2f}; "
+                f"returning the surest candidate (precision {precision:.3f} on {best.n} samples from "
                 f"{best.support} matching training rows). Lower the threshold, use more training data or "
                 "finer disc_perc."
             )

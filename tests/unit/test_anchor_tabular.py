@@ -369,6 +369,22 @@ def test_nan_in_numerical_columns_gets_its_own_bin():
     assert not explainer.anchor_mask(X, present)[np.isnan(X[:, 0])].any()
 
 
+def test_unseen_category_and_empty_one_hot_group_are_handled(adult):
+    X, names, cats = adult
+    married = cats[2].index("Married-civ-spouse")
+    explainer = AnchorTabular(adult_rule(married), names, cats, seed=0).fit(X)
+    row = X[(X[:, 2] == married) & (X[:, 3] > 45)][0].copy()
+    row[1] = 7.0  # a Sex code never seen in training: no condition can be put on it
+    exp = explainer.explain(row)
+    assert exp.raw["success"] and not any(rule.startswith("Sex") for rule in exp.anchor)
+    # One-hot: a row with no hot column for a feature has that feature missing.
+    X_ohe = one_hot(X, cats)
+    ohe = AnchorTabular(lambda x: np.zeros(len(x), dtype=int), names, cats, ohe=True, seed=0).fit(X_ohe)
+    empty = X_ohe[0].copy()
+    empty[1:3] = 0.0
+    assert np.isnan(ohe._to_ordinal(empty[None, :])[0, 1])
+
+
 def test_percentile_boundaries_drop_nan_and_empty_bins():
     np.testing.assert_allclose(percentile_boundaries(np.array([1.0, 2.0, 3.0, 4.0, np.nan]), (50,)), [2.5])
     np.testing.assert_allclose(percentile_boundaries(np.array([0.0, 0.0, 0.0, 0.0, 9.0]), (25, 50, 75)), [0.0])
