@@ -227,6 +227,17 @@ def test_categorical_names_appear_in_the_anchor(adult):
     assert exp.precision == 1.0
 
 
+def test_example_rows_can_be_shown_with_names(adult):
+    X, names, cats = adult
+    married = cats[2].index("Married-civ-spouse")
+    explainer = AnchorTabular(adult_rule(married), names, cats, seed=0).fit(X)
+    exp = explainer.explain(X[(X[:, 2] == married) & (X[:, 3] > 45)][0])
+    table = explainer.readable_rows(exp.raw["examples"][-1]["covered_true"])
+    assert list(table.columns) == names and len(table) == 10
+    assert set(table["Marital Status"]) == {"Married-civ-spouse"} and (table["Hours per week"] > 40).all()
+    assert set(table["Sex"]) <= set(cats[1])
+
+
 def test_categories_coded_other_than_0_to_n_minus_1(adult):
     X, names, cats = adult
     married = cats[2].index("Married-civ-spouse")
