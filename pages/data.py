@@ -41,6 +41,7 @@ with upload_tab:
         else:
             st.session_state.pop("upload_error", None)
             ui_data.set_active(table, origin="upload")
+            st.rerun()  # the sidebar was drawn before this page ran; redraw it with the new dataset
     if st.session_state.get("upload_error"):
         st.error(f"Could not use {st.session_state['upload_error']}", icon=":material/error:")
         st.caption("Your previous active dataset is still in use.")
