@@ -154,7 +154,8 @@ def _image_shape(n_features: int, image_shape: Sequence[int] | None) -> tuple[in
         side = int(round(math.sqrt(n_features)))
         if side * side != n_features:
             raise ValueError(
-                f"kind='cnn' needs image_shape=(height, width[, channels]): {n_features} features is not a square image."
+                f"kind='cnn' needs image_shape=(height, width[, channels]): {n_features} features "
+                "is not a square image."
             )
         image_shape = (side, side)
     shape = tuple(int(d) for d in image_shape)
@@ -163,7 +164,9 @@ def _image_shape(n_features: int, image_shape: Sequence[int] | None) -> tuple[in
     if len(shape) != 3 or any(d < 1 for d in shape):
         raise ValueError(f"image_shape must be (height, width) or (height, width, channels), got {image_shape}.")
     if int(np.prod(shape)) != n_features:
-        raise ValueError(f"image_shape {tuple(image_shape)} holds {int(np.prod(shape))} pixels, but there are {n_features} features.")
+        raise ValueError(
+            f"image_shape {tuple(image_shape)} holds {int(np.prod(shape))} pixels, but there are {n_features} features."
+        )
     return shape
 
 

@@ -89,7 +89,9 @@ def _bounds(value, X: np.ndarray, default: float) -> np.ndarray:
     try:
         return np.broadcast_to(np.asarray(value, dtype=np.float32), X.shape[1:]).copy()
     except ValueError as exc:
-        raise ValueError(f"clip bound of shape {np.shape(value)} does not fit instances of shape {X.shape[1:]}.") from exc
+        raise ValueError(
+            f"clip bound of shape {np.shape(value)} does not fit instances of shape {X.shape[1:]}."
+        ) from exc
 
 
 def _class_codes(values, n_rows: int, n_classes: int, name: str) -> np.ndarray:
@@ -97,7 +99,9 @@ def _class_codes(values, n_rows: int, n_classes: int, name: str) -> np.ndarray:
     if codes.ndim == 0:
         codes = np.full(n_rows, codes)
     if codes.shape != (n_rows,) or codes.dtype.kind not in "iu":
-        raise DataError(f"{name} must be one integer class code or one per row ({n_rows}), got {codes.shape} {codes.dtype}.")
+        raise DataError(
+            f"{name} must be one integer class code or one per row ({n_rows}), got {codes.shape} {codes.dtype}."
+        )
     if codes.min() < 0 or codes.max() >= n_classes:
         raise DataError(f"{name} holds codes outside 0..{n_classes - 1} (the classifier's classes).")
     return codes.astype(np.int32)
@@ -415,5 +419,6 @@ def attack(model: keras.Model, X, y=None, *, method: str = "pgd", **kwargs) -> A
     labels_from_y = bool(kwargs.pop("labels_from_y", False))
     fn = fgsm if method == "fgsm" else pgd
     X_adv = fn(model, X, y if labels_from_y else None, **kwargs)
-    params = {"method": method, **{k: v for k, v in kwargs.items() if isinstance(v, (int, float, str, bool, type(None)))}}
+    scalars = (int, float, str, bool, type(None))
+    params = {"method": method, **{k: v for k, v in kwargs.items() if isinstance(v, scalars)}}
     return harmfulness(model, X, X_adv, y, batch_size=kwargs.get("batch_size", 1024), params=params)

@@ -243,7 +243,9 @@ class ModelDistillation(BaseDetector, ThresholdMixin):
             )
         if self.distilled_model is not None:
             if not isinstance(self.distilled_model, keras.Model):
-                raise TypeError(f"distilled_model must be a keras.Model or None, got {type(self.distilled_model).__name__}.")
+                raise TypeError(
+                    f"distilled_model must be a keras.Model or None, got {type(self.distilled_model).__name__}."
+                )
             if self.distilled_model is self.model:
                 raise ValueError("distilled_model must be a separate network, not the classifier itself.")
         if self.loss_type not in LOSS_TYPES:
@@ -378,7 +380,8 @@ class ModelDistillation(BaseDetector, ThresholdMixin):
         if self._score_fn is not None and self._score_fn[0] == key:
             return self._score_fn[1]
         teacher, student = self.model, self.distilled_model_
-        t_kind, s_kind, loss_type, temperature = self.teacher_output_, self.student_output_, self.loss_type, float(self.temperature)
+        t_kind, s_kind = self.teacher_output_, self.student_output_
+        loss_type, temperature = self.loss_type, float(self.temperature)
 
         @tf.function(input_signature=[tf.TensorSpec((None,) + instance_shape, tf.float32)])
         def score_batch(x):
@@ -474,14 +477,16 @@ class ModelDistillation(BaseDetector, ThresholdMixin):
             teacher_spec = describe_sequential(self.model)
         except ArchiveError as exc:
             raise ArchiveError(
-                f"cannot save this ModelDistillation: its classifier (model) cannot be stored ({exc}) The archive "
+                f"cannot save this ModelDistillation: its classifier (model) cannot be stored: {exc} The archive "
                 "rebuilds the classifier from a spec, so it must be a keras.Sequential of standard layers, such as "
                 "engine.classifiers.build_classifier makes."
             ) from exc
         try:
             student_spec = describe_sequential(self.distilled_model_)
         except ArchiveError as exc:
-            raise ArchiveError(f"cannot save this ModelDistillation: its distilled model cannot be stored ({exc})") from exc
+            raise ArchiveError(
+                f"cannot save this ModelDistillation: its distilled model cannot be stored: {exc}"
+            ) from exc
         threshold = None if self.threshold is None else float(self.threshold)
         config = {
             "threshold": threshold,

@@ -144,10 +144,11 @@ def test_a_classifier_returning_logits_is_attacked_like_its_softmax_twin(classif
 
 def test_a_single_sigmoid_output_binary_classifier_is_attacked_on_both_classes():
     X, y = blobs(k=2)
-    net = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu",
-                                                                  kernel_initializer=keras.initializers.GlorotUniform(0)),
-                            keras.layers.Dense(1, activation="sigmoid",
-                                               kernel_initializer=keras.initializers.GlorotUniform(1))])
+    net = keras.Sequential([
+        keras.Input((8,)),
+        keras.layers.Dense(16, activation="relu", kernel_initializer=keras.initializers.GlorotUniform(0)),
+        keras.layers.Dense(1, activation="sigmoid", kernel_initializer=keras.initializers.GlorotUniform(1)),
+    ])
     from engine.training import train
     train(net, lambda t, o: keras.losses.binary_crossentropy(t, o), X, y.astype("float32")[:, None], epochs=40,
           batch_size=32, seed=0)
@@ -160,8 +161,11 @@ def test_a_single_sigmoid_output_binary_classifier_is_attacked_on_both_classes()
 
 
 def test_image_shaped_inputs_are_attacked_per_instance():
-    net = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
-                            keras.layers.Dense(3, activation="softmax", kernel_initializer=keras.initializers.GlorotUniform(0))])
+    net = keras.Sequential([
+        keras.Input((4, 4, 1)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(3, activation="softmax", kernel_initializer=keras.initializers.GlorotUniform(0)),
+    ])
     X = np.random.default_rng(0).uniform(size=(6, 4, 4, 1)).astype("float32")
     X_adv = pgd(net, X, epsilon=0.5, norm="2", steps=3, seed=0, clip_min=0, clip_max=1)
     assert X_adv.shape == X.shape

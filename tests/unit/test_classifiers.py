@@ -74,12 +74,7 @@ def test_seed_makes_the_initial_weights_reproducible():
     assert not np.array_equal(a.get_weights()[0], c.get_weights()[0])
 
 
-NETS_TUPLE_BUG = pytest.mark.xfail(
-    strict=True, reason="engine.nets._clean_config refuses the tuples Keras 3 puts in conv/pool/reshape configs "
-    "(see tests/unit/test_nets.py); remove this marker when that is fixed")
-
-
-@pytest.mark.parametrize("kind", ["mlp", pytest.param("cnn", marks=NETS_TUPLE_BUG)])
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
 def test_built_classifiers_can_be_archived(kind):
     net = build_classifier(16, 3, kind, dropout=0.1, seed=0)
     rebuilt = build_sequential(describe_sequential(net))
@@ -164,8 +159,9 @@ def test_label_encoder_rejects_unseen_missing_and_out_of_range():
 
 
 def _dense(units, activation, seed=0):
-    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(units, activation=activation,
-                                                                    kernel_initializer=keras.initializers.GlorotUniform(seed))])
+    init = keras.initializers.GlorotUniform(seed)
+    layer = keras.layers.Dense(units, activation=activation, kernel_initializer=init)
+    return keras.Sequential([keras.Input((4,)), layer])
 
 
 def test_output_kind_tells_probabilities_from_logits():

@@ -1,4 +1,4 @@
-"""Specification of engine.ad.ModelDistillation: a student distilled from a frozen classifier flags adversarial inputs."""
+"""Specification of engine.ad.ModelDistillation: a student distilled from a frozen classifier flags attacks."""
 
 from __future__ import annotations
 
@@ -427,6 +427,19 @@ def test_a_loaded_default_student_detector_keeps_working(teacher, data):
     loaded = load_detector(detector_to_bytes(ad))
     assert loaded.distilled_model is None and loaded.threshold is None
     np.testing.assert_allclose(loaded.score(X_test), ad.score(X_test), rtol=1e-5, atol=1e-7)
+
+
+def test_an_image_detector_with_cnn_classifier_and_cnn_student_round_trips():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(48, 64)).astype("float32")
+    teacher = build_classifier(64, 3, "cnn", image_shape=(8, 8), filters=(4,), hidden=(8,), seed=0)
+    image_teacher = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                                      keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    for net, data_in in ((teacher, X), (image_teacher, X.reshape(-1, 8, 8, 1))):
+        ad = ModelDistillation(model=net, data_type="image")
+        ad.fit(data_in, epochs=1, verbose=False, seed=0)
+        loaded = load_detector(detector_to_bytes(ad))
+        np.testing.assert_allclose(loaded.score(data_in), ad.score(data_in), rtol=1e-5, atol=1e-7)
 
 
 def test_a_classifier_that_cannot_be_rebuilt_is_refused_with_a_clear_error(data):
