@@ -4,10 +4,12 @@ Method (Dhurandhar et al., 2018, "Explanations based on the Missing"). For an in
 the explainer looks for an explanation instance ``z``:
 
 - a **pertinent negative** (PN, ``mode='PN'``): the smallest change ``z = x0 + d`` that makes the classifier
-  predict another class. Features may only move *away* from the no-information value ``n`` (something absent
-  is added), so a PN says "had these features been more pronounced, the class would have changed".
+  predict another class, where every feature only moves *away* from the no-information value ``n``:
+  ``|z_i - n_i| >= |x0_i - n_i|`` (something absent is added; a feature may end on the other side of ``n`` if it
+  ends further away, as in the reference). A PN says "had these features been more pronounced, the class would
+  have changed".
 - a **pertinent positive** (PP, ``mode='PP'``): the smallest part of the evidence in ``x0`` that alone keeps class
-  ``t``. Every feature of ``z`` lies between ``n`` and ``x0`` (the change ``z - x0`` points towards ``n``); the
+  ``t``: every feature of ``z`` lies between ``n`` and ``x0`` (the change ``z - x0`` points towards ``n``). The
   search starts from ``n`` (no evidence) and adds back as little as it can.
 
 Both minimise, per instance and with ``w = z - anchor`` (anchor ``x0`` for a PN, ``n`` for a PP)::
@@ -16,25 +18,31 @@ Both minimise, per instance and with ``w = z - anchor`` (anchor ``x0`` for a PN,
 
 with the hinge attack loss on the classifier's outputs ``p`` (``p_t`` the original class, ``p_o`` the largest
 other class): ``max(p_t - p_o, -kappa)`` for a PN, ``max(p_o - p_t, -kappa)`` for a PP. The smooth part is
-minimised by gradient steps with a polynomially decaying learning rate ``lr_k = lr0 * (1 - k / K) ** 0.5``;
-the L1 part by shrinkage-thresholding ``S_beta`` of ``w`` (threshold ``beta``, as in the paper), followed by the
-projection onto the feasible box (``feature_range`` intersected with the PN/PP direction constraint) and FISTA
-momentum ``y = x_new + k / (k + 3) * (x_new - x)``. A candidate counts as found when the attack holds with
-margin ``kappa`` (PN: ``p_o > p_t + kappa``; PP: ``p_t - kappa > p_o``); the best found candidate is the one with
-the smallest elastic-net size ``||w||_2^2 + beta * ||w||_1``. The constant ``c`` is searched over ``c_steps``
-runs per instance: multiplied by 10 while nothing is found, bisected once something was.
+minimised by gradient steps (gradients clipped to ``clip``) with a polynomially decaying learning rate
+``lr_k = lr0 * (1 - k / K) ** 0.5``; the L1 part by shrinkage-thresholding of ``w`` (threshold ``beta``, as in
+the paper and the reference), followed by the projection onto the feasible set (the nearest point within
+``feature_range`` that satisfies the PN/PP constraint) and FISTA momentum ``y = x_new + k / (k + 3) *
+(x_new - x)``, also projected. A candidate counts as found when the attack holds with margin ``kappa`` (PN:
+``p_o > p_t + kappa``; PP: ``p_t - kappa > p_o``); the best found candidate is the one with the smallest
+elastic-net size ``||w||_2^2 + beta * ||w||_1``. The constant ``c`` is searched over ``c_steps`` runs per
+instance: multiplied by 10 while nothing is found, bisected once something was.
 
 Gradients: a Keras model gets exact gradients by automatic differentiation inside one compiled
-``tf.function`` per ``c`` step (a ``tf.while_loop`` over the iterations, compiled with XLA when possible); any
-other callable is treated as a black box and differentiated numerically (central differences: ``eps[0]`` for
-the attack loss with respect to the probabilities, ``eps[1]`` for the probabilities with respect to the
-features, refreshed every ``update_num_grad`` iterations). The numerical gradient is taken at the explanation
-instance itself, so black-box PPs are found (the reference zeroes it where the PP loss is active and reports
-"no PP found").
+``tf.function`` per ``c`` step (a ``tf.while_loop`` over all iterations, compiled with XLA when the model
+allows; a Python loop over a compiled step was about 10x slower per iteration on small models); any other
+callable is treated as a black box and differentiated numerically (central differences: ``eps[0]`` for the
+attack loss with respect to the probabilities, ``eps[1]`` for the probabilities with respect to the features,
+refreshed every ``update_num_grad`` iterations; one predictor call per iteration). The numerical gradient is
+the gradient of the actual hinge at the explanation instance, so black-box PPs are found (the reference zeroes
+it exactly where the PP loss is active and reports "no PP found").
 
-Beyond the reference: ``explain`` takes several instances at once and optimises them together (``c``, bounds
-and best solutions are kept per instance, so the results equal one-at-a-time runs), and an optional early stop
-ends a ``c`` step for an instance whose best solution stopped improving (``early_stop``, off by default).
+Beyond the reference: ``explain`` takes several instances at once and optimises them together; ``c``, its
+bounds, the best solutions and the early-stop state are kept per instance, so each instance follows the same
+computation as alone: its result never depends on the other rows of its batch (bit for bit at a given batch
+size), and it equals the one-at-a-time result up to float rounding (matrix products of different batch sizes
+round differently in the last bits, which a long oscillating search sometimes grows into a different but equally
+small solution). An optional early stop ends an instance's ``c`` step after ``early_stop`` iterations without a
+better solution (off by default).
 """
 
 from __future__ import annotations
@@ -286,7 +294,9 @@ class CEM:
         try:
             shape = tuple(int(s) for s in self.shape)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"shape must be a tuple of ints starting with the batch size, got {self.shape!r}.") from exc
+            raise ValueError(
+                f"shape must be a tuple of ints starting with the batch size, got {self.shape!r}."
+            ) from exc
         if len(shape) < 2:
             raise ValueError(
                 f"shape must start with the batch size, e.g. (1, n_features); got {self.shape!r}."
@@ -590,7 +600,10 @@ class CEM:
         if self.mode == "PN":
             radius = np.abs(X - no_info)
             lo, hi = np.broadcast_to(range_lo, X.shape), np.broadcast_to(range_hi, X.shape)
-            gap_lo, gap_hi = no_info - radius, no_info + radius
+            # x0's own end of the gap is x0 itself, clipped into the range (a row outside feature_range stays at
+            # the range's edge rather than jumping to the far side of n)
+            gap_lo = np.where(X < no_info, np.maximum(no_info - radius, lo), no_info - radius)
+            gap_hi = np.where(X >= no_info, np.minimum(no_info + radius, hi), no_info + radius)
             anchor = X
         else:
             # The search starts with no evidence (at n) and adds back as little of x0 as it can.
@@ -628,7 +641,7 @@ class CEM:
 
     def _white_box_step_fn(self, use_ae: bool, jit: bool):
         """Compiled function running one ``c`` step (all iterations) for a batch of instances."""
-        key = ("white", self.mode, use_ae, jit)
+        key = ("white", self.mode, use_ae, jit, id(self.predict), id(self.ae_model))
         if key in self._compiled:
             return self._compiled[key]
         mode_pn = self.mode == "PN"
@@ -650,7 +663,8 @@ class CEM:
             def smooth_loss(z):
                 target, other = class_scores(self._model_proba(z))
                 margin = target - other if mode_pn else other - target
-                loss = tf.reduce_sum(c * tf.maximum(margin, -kappa - _MARGIN_SLACK)) + tf.reduce_sum(tf.square(z - anchor))
+                loss = tf.reduce_sum(c * tf.maximum(margin, -kappa - _MARGIN_SLACK))
+                loss += tf.reduce_sum(tf.square(z - anchor))
                 if use_ae:
                     loss += gamma * tf.reduce_sum(tf.square(ae_model(z, training=False) - z))
                 return loss
@@ -699,7 +713,8 @@ class CEM:
             k, _, _, grad, found_c, _, best_dist, best_z, best_proba, _, _ = out
             return found_c, best_dist, best_z, best_proba, grad, k
 
-        fn = tf.function(c_step, jit_compile=jit, reduce_retracing=True)
+        # autograph is off: the loop is an explicit tf.while_loop and every Python branch is a trace-time constant
+        fn = tf.function(c_step, jit_compile=jit, reduce_retracing=True, autograph=False)
         self._compiled[key] = fn
         return fn
 
@@ -725,18 +740,19 @@ class CEM:
         return found_c, grad, np.zeros_like(grad), int(iters)
 
     def _ae_gradient_fn(self):
-        if "ae_grad" not in self._compiled:
+        key = ("ae_grad", id(self.ae_model))
+        if key not in self._compiled:
             ae_model = self.ae_model
 
-            @tf.function(reduce_retracing=True)
+            @tf.function(reduce_retracing=True, autograph=False)
             def ae_grad(z):
                 with tf.GradientTape() as tape:
                     tape.watch(z)
                     loss = tf.reduce_sum(tf.square(ae_model(z, training=False) - z))
                 return tape.gradient(loss, z)
 
-            self._compiled["ae_grad"] = ae_grad
-        return self._compiled["ae_grad"]
+            self._compiled[key] = ae_grad
+        return self._compiled[key]
 
     def _run_black_box_c_step(self, prep, X, c, onehot, best, hyper, use_ae):
         """One ``c`` step with numerical gradients of the attack loss (numpy; one predictor call per iteration)."""

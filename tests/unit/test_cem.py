@@ -64,8 +64,8 @@ def test_pn_changes_the_class_moves_away_from_no_info_and_stays_in_range(iris, p
     assert np.array_equal(iris["model"].predict(exp.PN, verbose=0).argmax(1), exp.PN_pred)
     assert np.all(exp.PN >= lo - 1e-6) and np.all(exp.PN <= hi + 1e-6)
     # features only move away from the no-information value (the training median)
-    no_info = iris["median"]
-    assert np.all(np.abs(exp.PN - no_info) >= np.abs(pn_instances - no_info) - 1e-5)
+    no_info, inside = iris["median"], np.clip(pn_instances, lo, hi)  # a test row may lie outside the range
+    assert np.all(np.abs(exp.PN - no_info) >= np.abs(inside - no_info) - 1e-5)
     assert np.all((np.abs(exp.delta) > 1e-6).sum(1) < 4)  # sparse: not every feature changes
     assert exp.PP is None and exp.PP_pred is None
 
@@ -90,6 +90,36 @@ def test_pn_that_cannot_exist_is_reported_as_not_found(iris):
     assert exp.PN is None and exp.PN_pred is None and not exp.found[0]
     assert exp.X_pred == 0 and isinstance(exp.X_pred, int)
     assert np.isnan(exp.PN_proba).all() and np.isnan(exp.delta).all()
+
+
+def test_pn_of_a_row_outside_feature_range_stays_at_the_range_edge():
+    def predict_fn(x):  # class 1 once the second feature passes 1
+        logits = np.stack([np.zeros(len(x)), 4.0 * (np.asarray(x, np.float64)[:, 1] - 1.0)], axis=1)
+        e = np.exp(logits)
+        return e / e.sum(1, keepdims=True)
+
+    x = np.array([[5.0, 0.0]], np.float32)  # the first feature is beyond the range's maximum 3
+    cem = CEM(predict_fn, mode="PN", shape=(1, 2), feature_range=(-3.0, 3.0), no_info_val=0.0, kappa=0.1,
+              c_steps=3, max_iterations=200)
+    exp = cem.explain(x)
+    assert exp.found[0] and exp.PN_pred == 1
+    assert exp.PN[0, 0] == pytest.approx(3.0)  # clipped into the range, not thrown to the far side of 0
+    assert 1.0 < exp.PN[0, 1] <= 3.0
+
+
+def test_autoencoder_term_is_used_with_model_and_black_box(iris):
+    x = iris["x_test"][:2]
+    ae = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, kernel_initializer="zeros")])  # AE(z) = 0
+    settings = dict(c_steps=2, max_iterations=150, gamma=5.0, ae_model=ae)
+    plain = _cem(iris, "PP", c_steps=2, max_iterations=150).explain(x)
+    white = _cem(iris, "PP", **settings).explain(x)
+    black = _cem(iris, "PP", predictor=iris["predict_fn"], **settings).explain(x)
+    plain_black = _cem(iris, "PP", predictor=iris["predict_fn"], c_steps=2, max_iterations=150).explain(x)
+    assert white.found.all() and black.found.all()
+    # gamma * ||AE(z) - z||^2 pulls z towards 0, in both gradient paths
+    assert np.abs(white.PP - plain.PP).max() > 0.05
+    assert np.abs(black.PP - plain_black.PP).max() > 0.05
+    np.testing.assert_allclose(white.PP, black.PP, atol=0.1)
 
 
 def test_black_box_finds_pn_and_pp_on_iris(iris, pn_instances):
@@ -140,6 +170,15 @@ def test_batched_results_match_one_at_a_time(iris, pn_instances, mode):
     np.testing.assert_allclose(batched.best_c, [s.best_c[0] for s in singles])
 
 
+def test_a_rows_result_does_not_depend_on_the_other_rows_of_its_batch(iris):
+    x = iris["x_test"]
+    cem = _cem(iris, "PP", c_steps=2, max_iterations=150)
+    first = cem.explain(x[0:4])
+    other_company = cem.explain(np.concatenate([x[10:13], x[0:1]]))  # same batch size, row 0 moved last
+    np.testing.assert_array_equal(first.PP[0], other_company.PP[-1])  # bit for bit
+    assert first.best_c[0] == other_company.best_c[-1]
+
+
 def test_plain_graph_loop_agrees_with_the_xla_loop(iris):
     x = iris["x_test"][:3]
     xla = _cem(iris, "PP", c_steps=2, max_iterations=150).explain(x)
@@ -161,7 +200,8 @@ def test_early_stop_ends_c_steps_sooner_and_keeps_batches_consistent(iris):
 
 
 def test_explanation_payload_and_json_round_trip(iris, pn_instances):
-    exp = _cem(iris, "PN", c_steps=2, max_iterations=100).explain(pn_instances[:1])
+    exp = _cem(iris, "PN", c_steps=3, max_iterations=200).explain(pn_instances[1:2])
+    assert exp.found[0]
     for key in ("PN", "PP", "PN_pred", "PP_pred", "grads_graph", "grads_num", "X", "X_pred"):
         assert key in exp.data
     assert exp.meta["name"] == "CEM" and exp.meta["params"]["mode"] == "PN"
