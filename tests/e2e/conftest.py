@@ -71,7 +71,7 @@ def app_url(artifacts) -> str:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "PYTHONUNBUFFERED": "1"}
-    log_path = artifacts / "server.log"
+    log_path = artifacts / f"server-{port}.log"  # per port: parallel runs must not share a log
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
             [_python(), "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
