@@ -72,3 +72,47 @@ def binary_report(y_true, y_pred, scores=None) -> BinaryReport:
         report.pr_precision, report.pr_recall, _ = skm.precision_recall_curve(y_true, scores)
         report.average_precision = float(skm.average_precision_score(y_true, scores))
     return report
+
+
+@dataclass
+class ScoreCurves:
+    """ROC and precision-recall curves of scores against labels, thinned for plotting.
+
+    They do not depend on the threshold, so a page computes them once per set of scores.
+    """
+
+    fpr: np.ndarray
+    tpr: np.ndarray
+    roc_auc: float
+    precision: np.ndarray
+    recall: np.ndarray
+    average_precision: float
+
+
+def _thin(*arrays: np.ndarray, max_points: int) -> tuple[np.ndarray, ...]:
+    n = len(arrays[0])
+    if n <= max_points:
+        return arrays
+    keep = np.unique(np.linspace(0, n - 1, max_points).round().astype(int))
+    return tuple(a[keep] for a in arrays)
+
+
+def score_curves(labels, scores, max_points: int = 500) -> ScoreCurves | None:
+    """ROC and PR curves with AUC and average precision; None unless both classes occur.
+
+    Examples
+    --------
+    >>> curves = score_curves([0, 1, 1, 0], [0.1, 0.9, 0.4, 0.2])
+    >>> curves.roc_auc
+    1.0
+    """
+    labels = np.asarray(labels).astype(int)
+    if len(np.unique(labels)) != 2:
+        return None
+    scores = np.asarray(scores, dtype=float)
+    fpr, tpr, _ = skm.roc_curve(labels, scores)
+    precision, recall, _ = skm.precision_recall_curve(labels, scores)
+    fpr, tpr = _thin(fpr, tpr, max_points=max_points)
+    precision, recall = _thin(precision, recall, max_points=max_points)
+    return ScoreCurves(fpr, tpr, float(skm.roc_auc_score(labels, scores)), precision, recall,
+                       float(skm.average_precision_score(labels, scores)))

@@ -8,7 +8,7 @@ import streamlit as st
 
 from engine.errors import DataError
 from engine.ingest import feature_matrix
-from engine.metrics import binary_labels
+from engine.metrics import ScoreCurves, binary_labels, score_curves
 from engine.od import OutlierAEGMM
 from ui import charts, downloads, scores, training
 from ui import data as ui_data
@@ -28,6 +28,7 @@ class AEGMMRun:
     scores: np.ndarray  # instance scores of those rows
     train_scores: np.ndarray  # scores of the rows used for training (threshold reference)
     labels: np.ndarray | None
+    curves: ScoreCurves | None  # ROC / PR against the labels (threshold-free, computed once)
     table_name: str
 
 
@@ -43,7 +44,8 @@ def fit_and_score(job, X, frame, train_mask, labels, n_gmm, controls, table_name
     history = detector.history_
     job.set_stage(f"{history.epochs_run} epoch(s), final loss {history.loss[-1]:.4g}"
                   + (" (stopped at the time budget)" if history.stopped == "time_budget" else ""), 1.0)
-    return AEGMMRun(detector, columns, frame, X, all_scores, all_scores[train_mask], labels, table_name)
+    curves = None if labels is None else score_curves(labels, all_scores)
+    return AEGMMRun(detector, columns, frame, X, all_scores, all_scores[train_mask], labels, curves, table_name)
 
 
 st.title("Tabular outliers")
@@ -106,7 +108,7 @@ def results(run: AEGMMRun) -> None:
     scores.distribution_charts(run.scores, threshold, flags, key="aegmm", labels=run.labels)
     if run.labels is not None:
         st.subheader("Against the label column")
-        scores.label_metrics(run.labels, flags, run.scores, key="aegmm")
+        scores.label_metrics(run.labels, flags, run.curves, key="aegmm")
 
     st.subheader("Flagged rows")
     frame = run.frame.assign(instance_score=run.scores)

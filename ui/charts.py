@@ -31,29 +31,45 @@ def loss_figure(events: list[dict], title: str = "Training loss") -> go.Figure:
 
 
 def score_histogram(scores: np.ndarray, threshold: float, labels: np.ndarray | None = None,
-                    title: str = "Score distribution") -> go.Figure:
-    """Histogram of scores (split by label when given) with the threshold as a vertical line."""
-    frame = pd.DataFrame({"score": scores})
-    color = None
-    if labels is not None:
-        frame["label"] = np.where(np.asarray(labels).astype(bool), "labelled outlier", "labelled normal")
-        color = "label"
-    fig = px.histogram(frame, x="score", color=color, nbins=80, opacity=0.75, barmode="overlay",
-                       color_discrete_map={"labelled normal": INLIER, "labelled outlier": OUTLIER})
+                    title: str = "Score distribution", bins: int = 80) -> go.Figure:
+    """Histogram of scores (split by label when given) with the threshold as a vertical line.
+
+    Bins are counted here, so the browser receives ``bins`` bars rather than every score.
+    """
+    scores = np.asarray(scores, dtype=float)
+    edges = np.histogram_bin_edges(scores, bins=bins)
+    centers, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    groups = [("all rows", np.ones(len(scores), bool), INLIER)] if labels is None else [
+        ("labelled normal", ~np.asarray(labels).astype(bool), INLIER),
+        ("labelled outlier", np.asarray(labels).astype(bool), OUTLIER)]
+    fig = go.Figure()
+    for name, mask, color in groups:
+        counts, _ = np.histogram(scores[mask], bins=edges)
+        fig.add_trace(go.Bar(x=centers, y=counts, width=width, name=name, marker_color=color, opacity=0.75))
     fig.add_vline(x=threshold, line_dash="dash", line_color="black", annotation_text="threshold")
-    fig.update_layout(title=title, **_LAYOUT)
+    fig.update_layout(title=title, barmode="overlay", xaxis_title="score", yaxis_title="rows", **_LAYOUT)
     return fig
 
 
 def score_index_figure(scores: np.ndarray, threshold: float, flagged: np.ndarray, x: Sequence | None = None,
-                       title: str = "Score by row", x_title: str = "row") -> go.Figure:
-    """Scores against row (or time) with flagged points highlighted and the threshold line."""
+                       title: str = "Score by row", x_title: str = "row", max_points: int = 6000) -> go.Figure:
+    """Scores against row (or time) with flagged points highlighted and the threshold line.
+
+    Every flagged point is drawn; unflagged points are thinned to about ``max_points`` evenly spaced
+    ones so the chart stays quick with many rows.
+    """
+    scores = np.asarray(scores, dtype=float)
     x = np.arange(len(scores)) if x is None else np.asarray(x)
     flagged = np.asarray(flagged).astype(bool)
+    normal = np.flatnonzero(~flagged)
+    if len(normal) > max_points:
+        normal = normal[np.linspace(0, len(normal) - 1, max_points).astype(int)]
+        title = f"{title} (normal rows thinned to {max_points:,})"
+    marked = np.flatnonzero(flagged)
     fig = go.Figure()
-    fig.add_trace(go.Scattergl(x=x[~flagged], y=scores[~flagged], mode="markers", name="normal",
+    fig.add_trace(go.Scattergl(x=x[normal], y=scores[normal], mode="markers", name="normal",
                                marker=dict(size=3, color=INLIER)))
-    fig.add_trace(go.Scattergl(x=x[flagged], y=scores[flagged], mode="markers", name="flagged",
+    fig.add_trace(go.Scattergl(x=x[marked], y=scores[marked], mode="markers", name="flagged",
                                marker=dict(size=5, color=OUTLIER)))
     fig.add_hline(y=threshold, line_dash="dash", line_color="black", annotation_text="threshold")
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title="score", **_LAYOUT)

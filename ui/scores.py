@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from engine.metrics import binary_report
+from engine.metrics import ScoreCurves, binary_report
 from ui import charts
 
 
@@ -38,10 +38,10 @@ def distribution_charts(scores: np.ndarray, threshold: float, flags: np.ndarray,
                        key=f"index::{key}")
 
 
-def label_metrics(labels: np.ndarray, flags: np.ndarray, scores: np.ndarray, *, key: str,
+def label_metrics(labels: np.ndarray, flags: np.ndarray, curves: ScoreCurves | None, *, key: str,
                   names: tuple[str, str] = ("normal", "outlier")) -> None:
-    """Precision, recall, F1 and accuracy, the confusion matrix, ROC and PR curves with AUC."""
-    report = binary_report(labels, flags, scores)
+    """Precision, recall, F1 and accuracy at the threshold, the confusion matrix, and the cached ROC/PR curves."""
+    report = binary_report(labels, flags)
     cols = st.columns(4)
     cols[0].metric("Precision", f"{report.precision:.3f}")
     cols[1].metric("Recall", f"{report.recall:.3f}")
@@ -49,9 +49,9 @@ def label_metrics(labels: np.ndarray, flags: np.ndarray, scores: np.ndarray, *, 
     cols[3].metric("Accuracy", f"{report.accuracy:.3f}")
     left, middle, right = st.columns(3)
     left.plotly_chart(charts.confusion_figure(report.confusion, names), key=f"cm::{key}")
-    if report.roc_auc is not None:
-        middle.plotly_chart(charts.roc_figure(report.fpr, report.tpr, report.roc_auc), key=f"roc::{key}")
-        right.plotly_chart(charts.pr_figure(report.pr_recall, report.pr_precision, report.average_precision),
+    if curves is not None:
+        middle.plotly_chart(charts.roc_figure(curves.fpr, curves.tpr, curves.roc_auc), key=f"roc::{key}")
+        right.plotly_chart(charts.pr_figure(curves.recall, curves.precision, curves.average_precision),
                            key=f"pr::{key}")
     else:
         middle.info("ROC and PR curves need both classes in the label column.")

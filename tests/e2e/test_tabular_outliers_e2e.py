@@ -1,0 +1,72 @@
+"""Tabular outliers in headless Chromium: train AEGMM on Shuttle, move the threshold, download the scores."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import pandas as pd
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.helpers import by_test_id, expect_no_exception, wait_for_app_idle
+
+pytestmark = pytest.mark.e2e
+
+TRAINING_TIMEOUT_MS = 300_000
+
+
+def _set_number(page, label: str, value: int) -> None:
+    field = by_test_id(page, "stNumberInput").filter(has_text=label).locator("input")
+    field.fill(str(value))
+    field.press("Enter")
+
+
+def _flagged(page) -> int:
+    text = by_test_id(page, "stMetric").filter(has_text="Flagged rows").get_by_test_id("stMetricValue").inner_text()
+    return int(text.replace(",", ""))
+
+
+def test_train_threshold_and_download_scores(page, app_url, artifacts):
+    page.goto(f"{app_url}/tabular_outliers")
+    wait_for_app_idle(page)
+    expect(by_test_id(page, "stHeading").first).to_have_text("Tabular outliers")
+    by_test_id(page, "stExpander").filter(has_text="Model and training settings").click()
+    _set_number(page, "Epochs", 2)
+    _set_number(page, "Train on at most", 3000)
+    by_test_id(page, "stFormSubmitButton").locator("button").click()
+
+    results = by_test_id(page, "stHeading").filter(has_text="Results")
+    results.wait_for(state="visible", timeout=TRAINING_TIMEOUT_MS)
+    wait_for_app_idle(page)
+    expect_no_exception(page)
+    expect(by_test_id(page, "stAlertContentSuccess")).to_contain_text("Train AEGMM finished")
+    before = _flagged(page)
+    assert 0 < before < 49_097
+    expect(by_test_id(page, "stMetric").filter(has_text="F1")).to_be_visible()
+    page.screenshot(path=str(artifacts / "tabular_outliers.png"), full_page=True)
+
+    # Move the percentile to its minimum with the keyboard: more rows are flagged, from cached scores.
+    thumb = by_test_id(page, "stSlider").filter(has_text="Threshold percentile").get_by_role("slider")
+    thumb.focus()
+    thumb.press("Home")
+    wait_for_app_idle(page, after_action=True)
+    expect(by_test_id(page, "stMetric").filter(has_text="Flagged rows").get_by_test_id("stMetricValue")).not_to_have_text(
+        f"{before:,}")
+    after = _flagged(page)
+    assert after > before
+
+    with page.expect_download() as download_info:
+        by_test_id(page, "stDownloadButton").filter(has_text="Scores CSV").locator("button").click()
+    scores = pd.read_csv(io.BytesIO(open(download_info.value.path(), "rb").read()))
+    assert {"instance_score", "is_outlier", "f1", "anomaly"} <= set(scores.columns)
+    assert len(scores) == 49_097
+    assert int(scores["is_outlier"].sum()) == after
+    expect_no_exception(page)
+
+
+def test_screenshot_for_readme(artifacts):
+    """Keep the README's picture of this page in step with the UI (copied from the test above)."""
+    shot = artifacts / "tabular_outliers.png"
+    assert shot.exists() and shot.stat().st_size > 20_000
+    shutil.copy(shot, artifacts.parents[1] / "docs" / "images" / "tabular_outliers.png")
