@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from engine.errors import TrainingCancelled, TrainingDivergedError
+from engine.errors import DataError, TrainingCancelled, TrainingDivergedError
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +207,8 @@ def train(
     loss_kwargs = dict(loss_kwargs or {})
     optimizer = resolve_optimizer(optimizer)
     n_samples = len(x)
+    if n_samples == 0:
+        raise DataError("there are no training rows; pass at least one sample.")
     batch_size = int(min(batch_size, n_samples))
     steps_per_epoch = math.ceil(n_samples / batch_size)
     dataset = _make_dataset(x, y, batch_size, shuffle, seed)

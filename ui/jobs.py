@@ -210,7 +210,7 @@ class JobManager:
             outcome, job.error = FAILED, str(exc)
         except MemoryError:
             outcome, job.error = FAILED, "the job ran out of memory; use fewer rows or a smaller model."
-        except Exception as exc:  # never let one job's bug reach anyone else
+        except BaseException as exc:  # never let one job's bug (even SystemExit) hold a slot or reach anyone else
             outcome = FAILED
             job.error = f"unexpected error ({type(exc).__name__}: {exc}). The job was stopped; nothing else is affected."
             logger.error("job %s failed:\n%s", job.id, traceback.format_exc())

@@ -297,3 +297,15 @@ def test_report_of_a_training_event_sets_fraction_and_message():
     assert job.fraction == pytest.approx(9 / 24)
     assert job.message == "epoch 2/4 · loss 0.1235"
     assert job.events == [{"kind": "batch", "epoch": 2, "step": 3, "global_step": 9, "loss": 0.123456, "acc": 0.9}]
+
+
+def test_a_job_raising_system_exit_fails_and_frees_its_slot():
+    manager = JobManager(max_concurrent=1)
+
+    def bail_out(job):
+        raise SystemExit(3)
+
+    failed = manager.wait(manager.submit("s1", "bail", bail_out), timeout=10)
+    assert failed.state == "failed" and "SystemExit" in failed.error
+    follow_up = manager.wait(manager.submit("s1", "next", lambda job: "ok"), timeout=10)
+    assert follow_up.state == "done" and follow_up.result == "ok"

@@ -340,3 +340,15 @@ def test_an_unbuilt_model_is_built_on_the_data():
     model = keras.Sequential([keras.layers.Dense(1)])
     history = train(model, mse, x, y, epochs=1, batch_size=32)
     assert model.built and history.epochs_run == 1
+
+
+def test_no_training_rows_is_a_data_error():
+    import keras
+    import numpy as np
+
+    from engine.errors import DataError
+    from engine.nets import mlp
+    from engine.training import train
+
+    with pytest.raises(DataError, match="no training rows"):
+        train(mlp(2, [], 1), lambda t, o: keras.ops.mean((t - o) ** 2), np.zeros((0, 2), "float32"))
