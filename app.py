@@ -16,7 +16,9 @@ PAGES = {
     "Detect": [
         st.Page("pages/tabular_outliers.py", title="Tabular outliers", icon=":material/scatter_plot:"),
     ],
-    "Explain": [],
+    "Explain": [
+        st.Page("pages/anchors.py", title="Anchors", icon=":material/rule:"),
+    ],
 }
 page = st.navigation({section: pages for section, pages in PAGES.items() if pages})
 

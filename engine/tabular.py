@@ -40,6 +40,7 @@ __all__ = [
     "MISSING_CATEGORY",
     "OrdinalEncoder",
     "classification_data",
+    "find_split_column",
     "train_forest",
 ]
 
@@ -168,6 +169,23 @@ class ClassificationData:
     split: str
     encoder: OrdinalEncoder
     notes: list[str] = field(default_factory=list)
+
+
+def find_split_column(frame: pd.DataFrame) -> str | None:
+    """The first column named ``split`` (any case) whose values are all ``train`` or ``test``, if any.
+
+    Examples
+    --------
+    >>> find_split_column(pd.DataFrame({'x': [1, 2], 'Split': ['train', 'test']}))
+    'Split'
+    """
+    for column in frame.columns:
+        if str(column).strip().lower() != "split":
+            continue
+        values = frame[column].dropna().astype(str).str.strip().str.lower()
+        if len(values) and values.isin(["train", "test"]).all() and values.nunique() == 2:
+            return column
+    return None
 
 
 def _split_from_column(values: pd.Series, column: str) -> np.ndarray:

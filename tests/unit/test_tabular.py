@@ -7,7 +7,7 @@ import pytest
 from engine.datasets import load_dataset
 from engine.errors import DataError, TrainingCancelled
 from engine.explainers import AnchorTabular
-from engine.tabular import MISSING_CATEGORY, OrdinalEncoder, classification_data, train_forest
+from engine.tabular import MISSING_CATEGORY, OrdinalEncoder, classification_data, find_split_column, train_forest
 from engine.training import CancelToken
 
 
@@ -69,6 +69,14 @@ def test_split_column_gives_the_split_and_labels_are_coded_by_sorted_class_name(
     assert data.train_rows.tolist() == list(range(40)) and data.test_rows.tolist() == list(range(40, 60))
     assert [data.class_names[c] for c in data.y_test] == frame["y"].iloc[40:].tolist()
     assert data.X_train.shape == (40, 2) and data.X_test.shape == (20, 2)
+
+
+def test_find_split_column_needs_both_train_and_test_values():
+    assert find_split_column(_frame()) == "split"
+    assert find_split_column(load_dataset("adult")) == "split"
+    assert find_split_column(_frame().assign(split="train")) is None
+    assert find_split_column(_frame().assign(split="holdout")) is None
+    assert find_split_column(load_dataset("iris")) is None
 
 
 def test_random_split_is_stratified_seeded_and_disjoint():

@@ -1,0 +1,137 @@
+"""The Anchors page trains a random forest on bundled Adult and explains one test row with an anchor."""
+
+import json
+
+import pytest
+
+from engine.explanation import Explanation
+from tests.app.helpers import metric_value, no_exceptions, page, run_until_job_done
+
+pytestmark = pytest.mark.app
+
+
+def _trained_page():
+    """Adult (the default), a 10-tree forest on 3,000 training rows."""
+    at = page("anchors")
+    at.run()
+    no_exceptions(at)
+    assert at.selectbox(key="anchors:dataset").value == "bundled:adult"
+    at.number_input(key="anchors:trees").set_value(10)
+    at.number_input(key="anchors:max_train").set_value(3000)
+    at.button(key="anchors:train").click()
+    at.run()
+    run_until_job_done(at, "anchors-model")
+    no_exceptions(at)
+    job = at.session_state["job::anchors-model"]
+    assert job.state == "done", job.error
+    return at
+
+
+def test_train_on_adult_then_explain_one_row_shows_rules_precision_coverage_and_examples():
+    at = _trained_page()
+    assert 0.75 < float(metric_value(at, "Test accuracy")) <= 1.0
+    assert metric_value(at, "Training rows") == "3,000"
+    assert metric_value(at, "Test rows") == "16,281"  # Adult's own test split
+    run = at.session_state["job::anchors-model"].result
+    assert len(run.data.feature_names) == 14 and len(run.data.categorical_names) == 8
+
+    # Picking another test row shows that row's values and prediction.
+    at.number_input(key="anchors:row").set_value(2).run()
+    no_exceptions(at)
+    assert any("Table row 32563" in c.value for c in at.caption)  # test row 2 = table row 32,561 + 2
+    assert metric_value(at, "Model predicts") in ("<=50K", ">50K")
+
+    at.number_input(key="anchors:coverage_samples").set_value(2000)
+    at.button(key="anchors:explain").click()
+    at.run()
+    run_until_job_done(at, "anchors-explain")
+    no_exceptions(at)
+    job = at.session_state["job::anchors-explain"]
+    assert job.state == "done", job.error
+    anchor_run = job.result
+    exp = anchor_run.explanation
+    assert anchor_run.position == 2
+    assert exp.anchor, "Adult rows need at least one rule at threshold 0.95"
+
+    # The rules as chips, the verdict, and the metrics.
+    rule_line = next(m.value for m in at.markdown if m.value.startswith("**IF**"))
+    assert rule_line.count(":blue-badge[") == len(exp.anchor) and "**THEN**" in rule_line
+    assert (at.success if exp.raw["success"] else at.warning)
+    assert float(metric_value(at, "Precision")) == pytest.approx(exp.precision, abs=1e-3)
+    assert float(metric_value(at, "Coverage")) == pytest.approx(exp.coverage, abs=1e-3)
+    assert 0 < float(metric_value(at, "Held-out coverage")) <= 1
+    assert metric_value(at, "Rules") == str(len(exp.anchor))
+    assert exp.meta["params"]["coverage_samples"] == 2000
+
+    # Example rows for the last rule; the step slider shows the examples after an earlier rule.
+    steps = len(exp.raw["step_names"])
+    slider = at.select_slider(key="anchors:example_step")
+    assert slider.value == steps
+    if steps > 1:
+        slider.set_value(1).run()
+        no_exceptions(at)
+        expected = len(exp.raw["examples"][0]["covered_true"])
+        assert any(f"{expected} example(s)" in m.value for m in at.markdown if m.value.startswith("Same prediction"))
+
+    # The explanation downloads as JSON that round-trips.
+    assert at.get("download_button")[0].proto.label == "Explanation JSON"
+    again = Explanation.from_json(exp.to_json())
+    assert again.anchor == exp.anchor and json.loads(exp.to_json())["meta"]["name"] == "AnchorTabular"
+
+    # Retraining forgets the explanation of the previous model.
+    at.button(key="anchors:train").click()
+    at.run()
+    assert "job::anchors-explain" not in at.session_state
+    run_until_job_done(at, "anchors-model")
+    no_exceptions(at)
+    assert not any(m.value.startswith("**IF**") for m in at.markdown)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"anchors:features": []}, "no feature columns"),
+    ({"anchors:label": "age"}, "choose a column of class labels"),
+])
+def test_bad_choices_show_a_message_not_an_exception(change, message):
+    at = page("anchors")
+    at.run()
+    for key, value in change.items():
+        (at.multiselect(key=key) if key == "anchors:features" else at.selectbox(key=key)).set_value(value)
+    at.button(key="anchors:train").click().run()
+    no_exceptions(at)
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert "job::anchors-model" not in at.session_state
+
+
+def test_label_among_the_features_is_left_out_with_a_note():
+    at = page("anchors")
+    at.run()
+    at.selectbox(key="anchors:label").set_value("sex")
+    at.number_input(key="anchors:trees").set_value(10)
+    at.number_input(key="anchors:max_train").set_value(1000)
+    at.button(key="anchors:train").click().run()
+    no_exceptions(at)
+    assert any("`sex` is the label" in i.value for i in at.info)
+    run_until_job_done(at, "anchors-model")
+    run = at.session_state["job::anchors-model"].result
+    assert "sex" not in run.data.feature_names and run.data.class_names == ["Female", "Male"]
+
+
+def test_iris_with_a_random_split():
+    at = page("anchors")
+    at.run()
+    at.selectbox(key="anchors:dataset").set_value("bundled:iris").run()
+    no_exceptions(at)
+    assert at.selectbox(key="anchors:label").value == "species"
+    at.number_input(key="anchors:trees").set_value(10)
+    at.button(key="anchors:train").click().run()
+    run_until_job_done(at, "anchors-model")
+    no_exceptions(at)
+    assert metric_value(at, "Test rows") == "36"  # a stratified 25 % split: 12 of the 50 flowers per class
+    at.number_input(key="anchors:max_rules").set_value(2)
+    at.button(key="anchors:explain").click().run()
+    run_until_job_done(at, "anchors-explain")
+    no_exceptions(at)
+    exp = at.session_state["job::anchors-explain"].result.explanation
+    assert 1 <= len(exp.anchor) <= 2
+    assert all(any(name in rule for name in ("sepal_length", "sepal_width", "petal_length", "petal_width"))
+               for rule in exp.anchor)
