@@ -231,6 +231,22 @@ def test_xent_score_is_the_kld_plus_the_teachers_entropy(fitted, data):
     np.testing.assert_allclose(xent.score(X_test), kld + entropy, rtol=1e-3, atol=1e-5)
 
 
+def test_kld_and_xent_train_the_same_student_and_differ_only_in_the_score(teacher, data):
+    # H(p, q) = KL(p || q) + H(p), and H(p) is a constant for the student: same gradients, same student.
+    (X, _), (X_test, _) = data
+    fitted = {}
+    for loss_type in ("kld", "xent"):
+        ad = ModelDistillation(model=teacher, distilled_model=small_student(), loss_type=loss_type, temperature=2.0)
+        ad.fit(X, epochs=2, batch_size=60, verbose=False, seed=0)
+        fitted[loss_type] = ad
+    for a, b in zip(fitted["kld"].distilled_model_.get_weights(), fitted["xent"].distilled_model_.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    kld, p_teacher, _ = fitted["kld"].score(X_test, return_predictions=True)
+    target = softmax_rows(np.log(p_teacher) / 2.0)
+    np.testing.assert_allclose(fitted["xent"].score(X_test), kld - np.sum(target * np.log(target), axis=1),
+                               rtol=1e-3, atol=1e-5)
+
+
 @pytest.mark.parametrize("loss_type", ["kld", "xent"])
 def test_both_loss_types_train_and_score(teacher, data, loss_type):
     (X, _), (X_test, _) = data
