@@ -941,7 +941,8 @@ class CEM:
         ----------
         X : numpy.ndarray
             Instances of shape ``(n, *shape[1:])`` (one instance may be given without the batch axis). Several
-            instances are optimised together; each gets the result it would get alone.
+            instances are optimised together, each by the same computation as alone (its result does not depend
+            on the other rows; it matches the one-at-a-time result up to float rounding).
         Y : numpy.ndarray, optional
             Classes to explain (one-hot or integer labels); by default the predicted classes.
         verbose : bool
