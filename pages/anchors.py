@@ -121,7 +121,8 @@ def steps_figure(explanation: Explanation, threshold: float) -> go.Figure:
                              line=dict(color=charts.INLIER)))
     fig.add_trace(go.Scatter(x=labels, y=coverage, mode="lines+markers", name="coverage",
                              line=dict(color=charts.OUTLIER)))
-    fig.add_hline(y=threshold, line_dash="dash", line_color="black", annotation_text=f"threshold {threshold:g}")
+    fig.add_hline(y=threshold, line_dash="dash", line_color="black", annotation_text=f"threshold {threshold:g}",
+                  annotation_position="bottom left")
     fig.update_layout(title="Precision and coverage as each rule is added", xaxis_title="anchor after step",
                       yaxis=dict(title="share", range=[0, 1.05]), margin=dict(l=10, r=10, t=40, b=10),
                       height=340, legend=dict(orientation="h", y=-0.35))
@@ -218,7 +219,8 @@ def results(anchor_run: AnchorRun) -> None:
     if raw["success"]:
         st.success(f"Certified: {raw['message']}", icon=":material/verified:")
     else:
-        st.warning(f"Not certified: {raw['message']}", icon=":material/warning:")
+        st.warning(f"Not certified: {raw['message']} On this page: lower the precision threshold, train on more "
+                   "rows, or try another seed.", icon=":material/warning:")
 
     held = anchor_run.held_out
     cols = st.columns(5)
@@ -238,27 +240,34 @@ def results(anchor_run: AnchorRun) -> None:
                    "prediction more uniform (precision rises) until it passes the threshold.")
 
         st.markdown("**Examples where the anchor holds**")
-        steps = list(range(1, len(raw["step_names"]) + 1))
-        step = st.select_slider("Anchor after rule", steps, value=steps[-1], key="anchors:example_step",
-                                format_func=lambda s: f"{s}: {raw['step_names'][s - 1]}")
+        n_steps = len(raw["step_names"])
+        step = n_steps
+        if n_steps > 1:
+            step = st.select_slider("Anchor after rule", list(range(1, n_steps + 1)), value=n_steps,
+                                    key="anchors:example_step",
+                                    format_func=lambda s: f"{s}: {raw['step_names'][s - 1]}")
         examples = raw["examples"][step - 1]
-        same = run.explainer.readable_rows(examples["covered_true"]) if len(examples["covered_true"]) else None
-        other = run.explainer.readable_rows(examples["covered_false"]) if len(examples["covered_false"]) else None
-        left, right = st.columns(2)
-        with left:
-            st.markdown(f"Same prediction (**{markdown_text(predicted)}**): "
-                        f"{0 if same is None else len(same)} example(s)")
-            if same is None:
+        same, other = examples["covered_true"], examples["covered_false"]
+        st.caption(f"Rows sampled while checking the anchor after rule {step} "
+                   f"(“{raw['step_names'][step - 1]}”): all satisfy it.")
+        # The anchor's features first, so the reader sees the conditions hold.
+        names = run.data.feature_names
+        in_anchor = list(dict.fromkeys(names[j] for j in raw["feature"][:step]))
+        order = in_anchor + [n for n in names if n not in in_anchor]
+        same_tab, other_tab = st.tabs([f"Same prediction ({predicted}): {len(same)}",
+                                       f"Different prediction: {len(other)}"])
+        with same_tab:
+            if len(same):
+                st.dataframe(run.explainer.readable_rows(same)[order], key="anchors:same", height=250)
+            else:
                 st.caption("No sampled row with this prediction.")
+        with other_tab:
+            if len(other):
+                frame = run.explainer.readable_rows(other)[order]
+                frame.insert(0, "predicted", anchor_run.different_predictions[step - 1])
+                st.dataframe(frame, key="anchors:other", height=250)
             else:
-                st.dataframe(same, key="anchors:same", height=250)
-        with right:
-            st.markdown(f"Different prediction: {0 if other is None else len(other)} example(s)")
-            if other is None:
                 st.caption("None: every sampled row satisfying the anchor got the same prediction.")
-            else:
-                other.insert(0, "predicted", anchor_run.different_predictions[step - 1])
-                st.dataframe(other, key="anchors:other", height=250)
 
     st.markdown("**Export**")
     downloads.json_button("Explanation JSON", exp.to_json, f"anchor_test_row_{anchor_run.position}.json",
@@ -275,7 +284,7 @@ if model_run is not None:
     cols[3].metric("Classes", f"{len(data.class_names)}")
     st.caption(f"Random forest of {len(model_run.model.estimators_)} trees on {model_run.table_name}: "
                f"{len(data.feature_names)} features ({len(data.categorical_names)} categorical), split by "
-               f"{data.split}. " + " ".join(data.notes))
+               f"{data.split}. " + " ".join(note[:1].upper() + note[1:] for note in data.notes))
 
     st.subheader("2 · Pick a prediction to explain")
     n_test = len(data.test_rows)
@@ -291,7 +300,8 @@ if model_run is not None:
         st.caption(f"Table row {int(data.test_rows[position])}")
     with right:
         row = model_run.explainer.readable_rows(data.X_test[position])
-        st.dataframe(readable_values(row), key="anchors:instance", hide_index=True, height=280)
+        st.dataframe(readable_values(row), key="anchors:instance", hide_index=True,
+                     height=min(36 * (len(row.columns) + 1) + 2, 560))
 
     n_features = len(data.feature_names)
     with st.form("anchors:search-form", border=False):

@@ -36,10 +36,13 @@ def test_train_on_adult_then_explain_one_row_shows_rules_precision_coverage_and_
     assert len(run.data.feature_names) == 14 and len(run.data.categorical_names) == 8
 
     # Picking another test row shows that row's values and prediction.
-    at.number_input(key="anchors:row").set_value(2).run()
+    at.number_input(key="anchors:row").set_value(15).run()
     no_exceptions(at)
-    assert any("Table row 32563" in c.value for c in at.caption)  # test row 2 = table row 32,561 + 2
-    assert metric_value(at, "Model predicts") in ("<=50K", ">50K")
+    assert any("Table row 32576" in c.value for c in at.caption)  # Adult's test rows follow its 32,561 training rows
+    predicted = metric_value(at, "Model predicts")
+    assert predicted in ("<=50K", ">50K")
+    instance = next(d.value for d in at.dataframe if list(d.value.columns) == ["feature", "value"])
+    assert instance["feature"].tolist() == run.data.feature_names
 
     at.number_input(key="anchors:coverage_samples").set_value(2000)
     at.button(key="anchors:explain").click()
@@ -50,8 +53,8 @@ def test_train_on_adult_then_explain_one_row_shows_rules_precision_coverage_and_
     assert job.state == "done", job.error
     anchor_run = job.result
     exp = anchor_run.explanation
-    assert anchor_run.position == 2
-    assert exp.anchor, "Adult rows need at least one rule at threshold 0.95"
+    assert anchor_run.position == 15
+    assert len(exp.raw["step_names"]) >= 2, "this row needs several rules at threshold 0.95"
 
     # The rules as chips, the verdict, and the metrics.
     rule_line = next(m.value for m in at.markdown if m.value.startswith("**IF**"))
@@ -64,14 +67,17 @@ def test_train_on_adult_then_explain_one_row_shows_rules_precision_coverage_and_
     assert exp.meta["params"]["coverage_samples"] == 2000
 
     # Example rows for the last rule; the step slider shows the examples after an earlier rule.
-    steps = len(exp.raw["step_names"])
     slider = at.select_slider(key="anchors:example_step")
-    assert slider.value == steps
-    if steps > 1:
-        slider.set_value(1).run()
-        no_exceptions(at)
-        expected = len(exp.raw["examples"][0]["covered_true"])
-        assert any(f"{expected} example(s)" in m.value for m in at.markdown if m.value.startswith("Same prediction"))
+    assert slider.value == len(exp.raw["step_names"])
+    last = exp.raw["examples"][-1]
+    assert [tab.label for tab in at.tabs] == [f"Same prediction ({predicted}): {len(last['covered_true'])}",
+                                             f"Different prediction: {len(last['covered_false'])}"]
+    slider.set_value(1).run()
+    no_exceptions(at)
+    first = exp.raw["examples"][0]
+    assert at.tabs[1].label == f"Different prediction: {len(first['covered_false'])}"
+    other = next(d.value for d in at.dataframe if "predicted" in d.value.columns)
+    assert len(other) == len(first["covered_false"])
 
     # The explanation downloads as JSON that round-trips.
     assert at.get("download_button")[0].proto.label == "Explanation JSON"
@@ -135,3 +141,22 @@ def test_iris_with_a_random_split():
     assert 1 <= len(exp.anchor) <= 2
     assert all(any(name in rule for name in ("sepal_length", "sepal_width", "petal_length", "petal_width"))
                for rule in exp.anchor)
+
+
+def test_low_threshold_on_a_majority_prediction_needs_no_rule():
+    at = page("anchors")
+    at.run()
+    at.number_input(key="anchors:trees").set_value(10)
+    at.number_input(key="anchors:max_train").set_value(1000)
+    at.button(key="anchors:train").click().run()
+    run_until_job_done(at, "anchors-model")
+    assert metric_value(at, "Model predicts") == "<=50K"  # test row 0, like three quarters of Adult
+    at.slider(key="anchors:threshold").set_value(0.5)
+    at.button(key="anchors:explain").click().run()
+    run_until_job_done(at, "anchors-explain")
+    no_exceptions(at)
+    assert at.session_state["job::anchors-explain"].result.explanation.anchor == []
+    assert any("No condition is needed" in i.value for i in at.info)
+    assert metric_value(at, "Rules") == "0" and metric_value(at, "Coverage") == "1.000"
+    assert not at.select_slider and not at.tabs  # no steps, so no chart of steps and no examples
+    assert at.get("download_button")

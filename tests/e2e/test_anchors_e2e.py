@@ -1,0 +1,87 @@
+"""The Anchors page in headless Chromium: train a small forest on Adult, explain one test row, see the anchor."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e.helpers import by_test_id, expect_no_exception, wait_for_app_idle
+
+pytestmark = pytest.mark.e2e
+
+JOB_TIMEOUT_MS = 240_000  # a loaded 2-core machine
+
+
+def set_number(page: Page, label: str, value: int) -> None:
+    """Type ``value`` into the ``st.number_input`` labelled ``label`` and commit it (Tab blurs the field)."""
+    field = by_test_id(page, "stNumberInput").filter(has_text=label).locator("input")
+    field.fill(str(value))
+    field.press("Tab")
+    wait_for_app_idle(page, after_action=True)
+
+
+def submit(page: Page, label: str) -> None:
+    by_test_id(page, "stFormSubmitButton").filter(has_text=label).locator("button").click()
+    wait_for_app_idle(page, after_action=True)
+
+
+def metric(page: Page, label: str):
+    """The ``st.metric`` whose label is exactly ``label``."""
+    return by_test_id(page, "stMetric").filter(has=by_test_id(page, "stMetricLabel").get_by_text(label, exact=True))
+
+
+def test_explain_one_adult_row_and_see_rules_precision_and_coverage(page, app_url, artifacts):
+    by_test_id(page, "stSidebarNav").get_by_role("link", name="Anchors").click()
+    wait_for_app_idle(page, after_action=True)
+    expect(page).to_have_url(f"{app_url}/anchors")
+    expect(by_test_id(page, "stHeading").first).to_have_text("Anchors")
+    dataset = by_test_id(page, "stSelectbox").filter(has_text="Dataset").get_by_role("combobox")
+    expect(dataset).to_have_value(re.compile("Adult census income"))
+
+    # A small forest: 10 trees on 3,000 of Adult's training rows.
+    by_test_id(page, "stExpander").filter(has_text="Classifier and split settings").locator("summary").click()
+    set_number(page, "Trees", 10)
+    set_number(page, "Train on at most", 3000)
+    submit(page, "Train classifier")
+    expect(metric(page, "Test accuracy")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    wait_for_app_idle(page)
+    expect(metric(page, "Test rows")).to_contain_text("16,281")
+    expect_no_exception(page)
+
+    # Another test row: its values and the model's prediction follow.
+    set_number(page, "Test row", 15)
+    expect(page.get_by_text("Table row 32576", exact=True)).to_be_visible()
+    expect(metric(page, "Model predicts")).to_contain_text("50K")
+
+    set_number(page, "Coverage samples", 2000)
+    submit(page, "Explain this prediction")
+    expect(metric(page, "Held-out precision")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    wait_for_app_idle(page)
+    expect_no_exception(page)
+
+    # The anchor as rule chips, its verdict, precision and coverage, the chart and the example rows.
+    rule_line = by_test_id(page, "stMarkdown").filter(has_text="THEN the model predicts")
+    expect(rule_line).to_be_visible()
+    chips = rule_line.locator("span.stMarkdownBadge")
+    assert chips.count() >= 3  # this row's anchor has several rules, then the predicted class
+    for label in ("Precision", "Coverage", "Held-out coverage", "Rules"):
+        expect(metric(page, label)).to_be_visible()
+    precision = float(metric(page, "Precision").get_by_test_id("stMetricValue").inner_text())
+    coverage = float(metric(page, "Coverage").get_by_test_id("stMetricValue").inner_text())
+    assert 0 < precision <= 1 and 0 < coverage <= 1
+    expect(by_test_id(page, "stAlertContentSuccess").or_(by_test_id(page, "stAlertContentWarning"))
+           .filter(has_text="certified").first).to_be_visible()
+    expect(by_test_id(page, "stPlotlyChart").first).to_be_visible()
+    expect(by_test_id(page, "stTab").filter(has_text="Same prediction")).to_be_visible()
+    expect(by_test_id(page, "stTab").filter(has_text="Different prediction")).to_be_visible()
+    expect(by_test_id(page, "stDownloadButton").filter(has_text="Explanation JSON")).to_be_visible()
+    expect_no_exception(page)
+
+    # Streamlit scrolls inside its own container: a tall viewport shows the whole page in the screenshot.
+    page.set_viewport_size({"width": 1440, "height": 3600})
+    page.wait_for_timeout(1_000)
+    shot = artifacts / "anchors.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
