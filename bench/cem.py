@@ -47,6 +47,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from engine.autoencoders import build_autoencoder, train_autoencoder  # noqa: E402
 from engine.datasets import load_dataset  # noqa: E402
 from engine.explainers import CEM  # noqa: E402
 from engine.training import train  # noqa: E402
@@ -115,14 +116,8 @@ def digits_setup(seed: int, epochs: int) -> dict:
     ])
     train(cnn, keras.losses.sparse_categorical_crossentropy, X[tr], y[tr], epochs=epochs, batch_size=32, seed=seed)
     accuracy = float((cnn.predict(X[te], verbose=0).argmax(1) == y[te]).mean())
-    ae = keras.Sequential([
-        keras.Input((8, 8, 1)), keras.layers.Flatten(),
-        keras.layers.Dense(32, activation="relu", kernel_initializer=glorot(seed + 3)),
-        keras.layers.Dense(64, activation="sigmoid", kernel_initializer=glorot(seed + 4)),
-        keras.layers.Reshape((8, 8, 1)),
-    ])
-    train(ae, lambda t, o: keras.ops.mean(keras.ops.square(t - o)), X[tr], epochs=2 * epochs, batch_size=32,
-          seed=seed)
+    ae = build_autoencoder(64, latent=32, output_activation="sigmoid", input_shape=(8, 8, 1), seed=seed + 3)
+    train_autoencoder(ae, X[tr], epochs=2 * epochs, batch_size=32, seed=seed)
     ae_mse = float(np.mean((ae.predict(X[te], verbose=0) - X[te]) ** 2))
     settings = dict(shape=(1, 8, 8, 1), kappa=0.0, beta=0.1, gamma=100.0, ae_model=ae, feature_range=(0.0, 1.0),
                     c_init=1.0, c_steps=5, max_iterations=500, no_info_val=0.0)
