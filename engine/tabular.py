@@ -58,13 +58,16 @@ def _is_numeric(series: pd.Series) -> bool:
 
 def _category_text(values: pd.Series) -> pd.Series:
     """Category values as text: whole numbers without '.0', missing values as MISSING_CATEGORY."""
-
-    def text(v) -> str:
-        if isinstance(v, (float, np.floating)) and float(v).is_integer():
-            return str(int(v))
-        return str(v)
-
-    return values.map(lambda v: MISSING_CATEGORY if pd.isna(v) else text(v)).astype(object)
+    missing = values.isna().to_numpy()
+    if _is_numeric(values):
+        numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        whole = np.isfinite(numbers) & (numbers == np.round(numbers))
+        text = pd.Series(numbers, index=values.index).astype(str).astype(object)
+        text[whole] = numbers[whole].astype(np.int64).astype(str)
+    else:
+        text = values.astype(str).astype(object)
+    text[missing] = MISSING_CATEGORY
+    return text
 
 
 class OrdinalEncoder:
@@ -142,8 +145,8 @@ class OrdinalEncoder:
                 raise DataError(f"column {column!r} is missing from the data.")
             series = frame[column]
             if column in self.categories_:
-                codes = {name: float(i) for i, name in enumerate(self.categories_[column])}
-                out[:, j] = _category_text(series).map(codes).to_numpy(dtype=np.float64, na_value=np.nan)
+                codes = pd.Categorical(_category_text(series), categories=self.categories_[column]).codes
+                out[:, j] = np.where(codes < 0, np.nan, codes)  # -1: a category not seen in fit
             else:
                 out[:, j] = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         return out
@@ -281,7 +284,7 @@ def classification_data(
             f"the label column {label!r} has {len(class_names):,} distinct values; choose a column of class labels "
             f"(at most {MAX_CLASSES} classes)."
         )
-    y = label_text.map({name: i for i, name in enumerate(class_names)}).to_numpy(dtype=np.int64)
+    y = pd.Categorical(label_text, categories=class_names).codes.astype(np.int64)
 
     encoder = OrdinalEncoder(categorical).fit(frame, features)
     rng = np.random.default_rng(seed)
