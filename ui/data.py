@@ -53,11 +53,14 @@ def choose_table(workflow: str, *, key: str, kinds: tuple[str, ...] | None = Non
     bundled = [d for d in list_datasets() if workflow in d.suggested_for and (kinds is None or d.kind in kinds)]
     options = [f"bundled:{d.key}" for d in bundled]
     origin = active_origin()
+    # Start on the user's own upload, or on the active dataset when it suits this workflow;
+    # otherwise on the first bundled dataset made for it.
+    prefer_active = origin == "upload" or origin in options
     if origin not in options:
         options.insert(0, origin)
     labels = {f"bundled:{d.key}": f"{d.title} (bundled)" for d in bundled}
     labels[origin] = labels.get(origin, f"{active_table().name} (your active dataset)")
-    default = options.index(origin) if origin == "upload" or origin in options[:1] else 0
+    default = options.index(origin) if prefer_active or not bundled else options.index(f"bundled:{bundled[0].key}")
     choice = st.selectbox("Dataset", options, index=default, format_func=labels.get, key=key,
                           help="Upload your own CSV on the Data page; it then appears here.")
     if choice == origin:
