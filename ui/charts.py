@@ -15,7 +15,9 @@ INLIER, OUTLIER = "#4C78A8", "#E45756"
 
 def loss_figure(events: list[dict], title: str = "Training loss") -> go.Figure:
     """Loss per batch (thin line) and per epoch (markers) from job progress events."""
-    frame = pd.DataFrame(events)
+    # A snapshot first: a running job's thread appends to (and thins) ``events`` while the page reads it, and
+    # pandas walks a list of dicts more than once, so reading the live list fails with mismatched lengths.
+    frame = pd.DataFrame(list(events))
     fig = go.Figure()
     if not frame.empty:
         batches = frame[frame["kind"] == "batch"]
