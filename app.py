@@ -15,6 +15,7 @@ PAGES = {
     "Data": [st.Page("pages/data.py", title="Data", icon=":material/table:", default=True)],
     "Detect": [
         st.Page("pages/tabular_outliers.py", title="Tabular outliers", icon=":material/scatter_plot:"),
+        st.Page("pages/adversarial.py", title="Adversarial detection", icon=":material/shield:"),
     ],
     "Explain": [
         st.Page("pages/anchors.py", title="Anchors", icon=":material/rule:"),
