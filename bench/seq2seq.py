@@ -1,0 +1,439 @@
+"""Benchmark of engine.od.OutlierSeq2Seq: quality and speed against the reference (alibi-detect).
+
+Protocols (see docs/BENCHMARKS.md, section "OutlierSeq2Seq"):
+
+(a) synthetic, 2 features: a sinusoid of frequency 0.25 plus N(0, 0.1) noise and a sinusoid of
+    frequency 0.15 plus red noise (std 0.7, tau 0.5), sampled every 0.1 time units; the detector
+    is trained on a clean series of 100,000 steps (seq_len 50, latent 100).
+    (a1) reference protocol: point outliers in 10 % of the time steps of a threshold series
+         and of a test series (split evenly over the two features), each shifting one feature by
+         sign(z) * max(2 |z|, 1) standard deviations, z ~ N(0, 1); per-feature threshold
+         percentiles [95, 95] inferred on the threshold series; instance = time step (the
+         reference's meaning of an instance for a 2-D series).
+    (a2) window variant: the same outliers in 10 % of the windows (5 per window), instance = window,
+         threshold percentile 90 on a contaminated threshold set, outlier_perc 5.
+(b) ECG5000 (/work/shared/benchdata/ECG5000_TRAIN.txt.gz, read in place): train on 60 % of the
+    normal beats (class 1), min-max scaled with their statistics; threshold percentile 95 on the
+    training beats; scored on a held-out mix of the other normal beats and all abnormal ones.
+(c) the bundled real ECG series: ecg_synth_train -> ecg_synth_test, and ecg_mitdb (train on the
+    first 6,000 normal samples, score all 7,500), labels per time step.
+
+Speed: seconds per epoch for (a)'s training set and for ECG5000, and seconds to score 20,000 steps.
+
+Run: ``.venv/bin/python bench/seq2seq.py [--seeds 3] [--quick]``; writes bench/results/seq2seq.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score  # noqa: E402
+
+from engine.datasets import load_dataset  # noqa: E402
+from engine.od import OutlierSeq2Seq  # noqa: E402
+
+ECG5000 = Path("/work/shared/benchdata/ECG5000_TRAIN.txt.gz")
+RESULTS = ROOT / "bench" / "results" / "seq2seq.json"
+
+REFERENCE = {
+    "synthetic_f1": 0.927, "synthetic_accuracy": 0.986, "synthetic_recall": 0.901,
+    "ecg5000_f1": 0.964,
+    "synthetic_seconds_per_epoch": 19.0, "score_20000_steps_seconds": 0.74, "ecg5000_seconds_per_epoch": 4.0,
+}
+TARGETS = {"synthetic_f1": 0.93, "ecg5000_roc_auc": 0.97, "train_speedup": 3.0, "score_speedup": 5.0}
+
+DT = 0.1
+SEQ_LEN = 50
+
+
+# ---------------------------------------------------------------------- data
+
+def synthetic_series(n_steps: int, rng: np.random.Generator) -> np.ndarray:
+    """Two features: sin(2π·0.25·t) + N(0, 0.1) and sin(2π·0.15·t) + red noise (std 0.7, tau 0.5)."""
+    t = np.arange(n_steps) * DT + rng.uniform(0, 100)
+    first = np.sin(2 * np.pi * 0.25 * t) + rng.normal(0.0, 0.1, n_steps)
+    phi = np.exp(-DT / 0.5)
+    shocks = rng.normal(0.0, 0.7 * np.sqrt(1 - phi ** 2), n_steps)
+    red = np.empty(n_steps)
+    red[0] = rng.normal(0.0, 0.7)
+    for i in range(1, n_steps):
+        red[i] = phi * red[i - 1] + shocks[i]
+    second = np.sin(2 * np.pi * 0.15 * t) + red
+    return np.stack([first, second], axis=1)
+
+
+def _shift(rng: np.random.Generator, std: float, n_std: float = 2.0, min_std: float = 1.0) -> float:
+    z = rng.normal()
+    return float(np.sign(z) * max(abs(z) * n_std, min_std) * std)
+
+
+def inject_points(X: np.ndarray, perc: float, std: np.ndarray, rng: np.random.Generator):
+    """Point outliers on ``perc`` % of the time steps, split evenly over the features."""
+    X = X.copy()
+    n_steps, n_features = X.shape
+    steps = rng.choice(n_steps, int(n_steps * perc / 100), replace=False)
+    labels = np.zeros(n_steps, dtype=int)
+    for i, step in enumerate(steps):
+        feature = i % n_features
+        X[step, feature] += _shift(rng, std[feature])
+        labels[step] = 1
+    return X, labels
+
+
+def inject_windows(X: np.ndarray, perc: float, std: np.ndarray, rng: np.random.Generator):
+    """Windows of SEQ_LEN steps; ``perc`` % of them get point outliers in 10 % of their steps."""
+    windows = X[: len(X) // SEQ_LEN * SEQ_LEN].reshape(-1, SEQ_LEN, X.shape[1]).copy()
+    chosen = rng.choice(len(windows), int(len(windows) * perc / 100), replace=False)
+    labels = np.zeros(len(windows), dtype=int)
+    for w in chosen:
+        for step in rng.choice(SEQ_LEN, SEQ_LEN // 10, replace=False):
+            feature = rng.integers(X.shape[1])
+            windows[w, step, feature] += _shift(rng, std[feature])
+        labels[w] = 1
+    return windows, labels
+
+
+def load_ecg5000():
+    with gzip.open(ECG5000, "rt") as fh:
+        data = np.loadtxt(fh)
+    return data[:, 1:], data[:, 0].astype(int)
+
+
+# ---------------------------------------------------------------------- helpers
+
+def metrics(labels: np.ndarray, predicted: np.ndarray, scores: np.ndarray) -> dict:
+    return {
+        "f1": float(f1_score(labels, predicted)),
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "precision": float(precision_score(labels, predicted, zero_division=0)),
+        "recall": float(recall_score(labels, predicted)),
+        "roc_auc": float(roc_auc_score(labels, scores)),
+    }
+
+
+class EpochTimer:
+    """Progress callback recording the wall-clock time of every epoch."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+        self.start = time.perf_counter()
+
+    def __call__(self, event) -> None:
+        if event.kind == "epoch":
+            self.ends.append(time.perf_counter())
+
+    def epoch_seconds(self) -> list[float]:
+        edges = [self.start] + self.ends
+        return [b - a for a, b in zip(edges, edges[1:])]
+
+
+def fit_timed(detector: OutlierSeq2Seq, X, **kwargs):
+    timer = EpochTimer()
+    detector.fit(X, verbose=False, progress=timer, **kwargs)
+    seconds = timer.epoch_seconds()
+    steady = seconds[1:] if len(seconds) > 1 else seconds
+    return {"first_epoch_s": seconds[0], "seconds_per_epoch": statistics.median(steady), "epochs": len(seconds)}
+
+
+def summary(runs: list[dict]) -> dict:
+    keys = runs[0].keys()
+    return {k: {"mean": float(np.mean([r[k] for r in runs])), "std": float(np.std([r[k] for r in runs]))} for k in keys}
+
+
+def load_average() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+# ---------------------------------------------------------------------- protocols
+
+def run_synthetic(seed: int, epochs: int, n_train: int) -> dict:
+    rng = np.random.default_rng(seed)
+    X_train = synthetic_series(n_train, rng)
+    std = X_train.std(axis=0)
+    detector = OutlierSeq2Seq(n_features=2, seq_len=SEQ_LEN, latent_dim=100)
+    timing = fit_timed(detector, X_train, epochs=epochs, batch_size=64, seed=seed)
+
+    # (a1) point outliers, instance = time step, per-feature percentiles [95, 95]
+    X_threshold, _ = inject_points(synthetic_series(20_000, rng), 10, std, rng)
+    X_test, y_test = inject_points(synthetic_series(20_000, rng), 10, std, rng)
+    detector.infer_threshold(X_threshold, outlier_perc=100, threshold_perc=[95, 95])
+    preds = detector.predict(X_test, outlier_type="instance", outlier_perc=100)
+    points = metrics(y_test, preds["data"]["is_outlier"], preds["data"]["instance_score"])
+    # the same per-feature thresholds with outlier_perc=50: a step's score is its worst feature's
+    # (the reference ignores per-feature thresholds when outlier_perc < 100)
+    detector.infer_threshold(X_threshold, outlier_perc=50, threshold_perc=[95, 95])
+    preds = detector.predict(X_test, outlier_type="instance", outlier_perc=50)
+    points_max = metrics(y_test, preds["data"]["is_outlier"], preds["data"]["instance_score"])
+    # feature level: which feature of which step was hit
+    X_clean = synthetic_series(20_000, rng)
+    X_feat, _ = inject_points(X_clean, 10, std, rng)
+    y_feat = (X_feat != X_clean).astype(int)
+    fpreds = detector.predict(X_feat, outlier_type="feature", outlier_perc=100)
+    feature_f1 = float(f1_score(y_feat.ravel(), fpreds["data"]["is_outlier"].ravel()))
+
+    # (a2) outliers in 10 % of the windows, instance = window
+    W_threshold, _ = inject_windows(synthetic_series(20_000, rng), 10, std, rng)
+    W_test, yw_test = inject_windows(synthetic_series(20_000, rng), 10, std, rng)
+    detector.infer_threshold(W_threshold, outlier_perc=5, threshold_perc=90)
+    wpreds = detector.predict(W_test, outlier_type="instance", outlier_perc=5)
+    windows = metrics(yw_test, wpreds["data"]["is_outlier"], wpreds["data"]["instance_score"])
+
+    # scoring speed: 20,000 steps, after one warm-up call (tracing)
+    X_score = synthetic_series(20_000, rng)
+    t0 = time.perf_counter()
+    detector.score(X_score)
+    first_score = time.perf_counter() - t0
+    repeats = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        detector.score(X_score)
+        repeats.append(time.perf_counter() - t0)
+    return {
+        "points": points, "points_max": points_max, "feature_f1": feature_f1, "windows": windows, "timing": timing,
+        "score_20000_first_s": first_score, "score_20000_s": statistics.median(repeats),
+    }
+
+
+def run_ecg5000(seed: int, epochs: int) -> dict:
+    X, y = load_ecg5000()
+    rng = np.random.default_rng(seed)
+    normal = np.flatnonzero(y == 1)
+    rng.shuffle(normal)
+    n_train = int(0.6 * len(normal))
+    train_idx, held_normal = normal[:n_train], normal[n_train:]
+    test_idx = np.concatenate([held_normal, np.flatnonzero(y != 1)])
+    lo, hi = X[train_idx].min(), X[train_idx].max()
+    scale = lambda a: ((a - lo) / (hi - lo))[..., None]  # noqa: E731
+    X_train, X_test = scale(X[train_idx]), scale(X[test_idx])
+    y_test = (y[test_idx] != 1).astype(int)
+    detector = OutlierSeq2Seq(n_features=1, seq_len=X.shape[1], latent_dim=40)
+    timing = fit_timed(detector, X_train, epochs=epochs, batch_size=32, seed=seed)
+    detector.infer_threshold(X_train, outlier_perc=100, threshold_perc=95)
+    preds = detector.predict(X_test, outlier_type="instance", outlier_perc=100)
+    out = metrics(y_test, preds["data"]["is_outlier"], preds["data"]["instance_score"])
+    out.update(timing=timing, n_train=int(n_train), n_test=int(len(test_idx)), n_test_outliers=int(y_test.sum()))
+    return out
+
+
+def _bundled_case(train: np.ndarray, test: np.ndarray, labels: np.ndarray, seed: int, epochs: int,
+                  seq_len: int, latent_dim: int) -> dict:
+    """Train on a clean series, threshold the 99th percentile of its window scores, score the test series.
+
+    Labels mark whole anomalous stretches, most of whose samples are ordinary-looking, so the
+    window level (a window is abnormal when it holds any labelled sample) is the main figure;
+    the per-step ROC-AUC is given too.
+    """
+    detector = OutlierSeq2Seq(n_features=1, seq_len=seq_len, latent_dim=latent_dim)
+    timing = fit_timed(detector, train, epochs=epochs, batch_size=64, seed=seed, window_stride=max(1, seq_len // 8))
+    train_windows = train[: len(train) // seq_len * seq_len].reshape(-1, seq_len, 1)
+    detector.infer_threshold(train_windows, outlier_perc=100, threshold_perc=99)
+    details = detector.score_details(test)
+    window_labels = np.array([labels[s:s + seq_len].any() for s in details["window_start"]]).astype(int)
+    out = metrics(window_labels, (details["window_score"] > 0).astype(int), details["window_score"])
+    out["step_roc_auc"] = float(roc_auc_score(labels, details["instance_score"]))
+    out["n_windows"], out["n_abnormal_windows"] = int(len(window_labels)), int(window_labels.sum())
+    out["timing"] = timing
+    return out
+
+
+def run_bundled(seed: int, epochs: int) -> dict:
+    synth_train = load_dataset("ecg_synth_train")[["ecg"]].to_numpy()
+    synth_test = load_dataset("ecg_synth_test")
+    mitdb = load_dataset("ecg_mitdb")
+    series = mitdb[["ecg"]].to_numpy()
+    return {
+        # GutenTAG synthetic ECG (a beat every 20 samples): windows of two beats
+        "ecg_synth": _bundled_case(synth_train, synth_test[["ecg"]].to_numpy(), synth_test["label"].to_numpy(),
+                                   seed, epochs, seq_len=40, latent_dim=64),
+        # MIT-BIH excerpt (360 Hz, a beat every ~300 samples): train on the normal first 6,000 samples
+        "ecg_mitdb": _bundled_case(series[:6000], series, mitdb["label"].to_numpy(), seed, epochs,
+                                   seq_len=100, latent_dim=32),
+    }
+
+
+def run_speed(repeats: int = 7) -> dict:
+    """Seconds per epoch (median of epochs 2-4) and seconds to score 20,000 steps (median of ``repeats``)."""
+    rng = np.random.default_rng(0)
+    detector = OutlierSeq2Seq(n_features=2, seq_len=SEQ_LEN, latent_dim=100)
+    synthetic = fit_timed(detector, synthetic_series(100_000, rng), epochs=4, batch_size=64, seed=0)
+    detector.threshold = np.zeros(2)  # its value does not change the work done
+    X_score = synthetic_series(20_000, rng)
+    t0 = time.perf_counter()
+    detector.score(X_score)
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        detector.score(X_score)
+        times.append(time.perf_counter() - t0)
+    X, y = load_ecg5000()
+    normal = X[y == 1][:175]
+    ecg = OutlierSeq2Seq(n_features=1, seq_len=X.shape[1], latent_dim=40)
+    ecg_timing = {bs: fit_timed(ecg, normal[..., None], epochs=4, batch_size=bs, seed=0) for bs in (32, 64)}
+    return {
+        "synthetic_seconds_per_epoch": synthetic["seconds_per_epoch"], "synthetic_first_epoch_s": synthetic["first_epoch_s"],
+        "score_20000_s": statistics.median(times), "score_20000_first_s": first, "score_20000_all_s": times,
+        "ecg5000_seconds_per_epoch_batch32": ecg_timing[32]["seconds_per_epoch"],
+        "ecg5000_seconds_per_epoch_batch64": ecg_timing[64]["seconds_per_epoch"],
+        "ecg5000_n_train": 175,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per protocol (default 3)")
+    parser.add_argument("--epochs-synthetic", type=int, default=30)
+    parser.add_argument("--epochs-ecg5000", type=int, default=100)
+    parser.add_argument("--epochs-bundled", type=int, default=40)
+    parser.add_argument("--parts", default="abcs", help="any of 'a', 'b', 'c' (protocols) and 's' (speed)")
+    parser.add_argument("--quick", action="store_true", help="1 seed, few epochs, 20,000 training steps: a smoke run")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other parts' results already in bench/results/seq2seq.json")
+    args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.epochs_synthetic, args.epochs_ecg5000, args.epochs_bundled = 1, 3, 10, 3
+    n_train = 20_000 if args.quick else 100_000
+
+    env = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average_before": load_average(),
+           "python": platform.python_version()}
+    import keras
+    import tensorflow as tf
+    env.update(tensorflow=tf.__version__, keras=keras.__version__)
+    out: dict = {"command": "bench/seq2seq.py " + " ".join(sys.argv[1:]), "environment": env,
+                 "reference": REFERENCE, "targets": TARGETS, "args": vars(args)}
+    seeds = list(range(args.seeds))
+    start = time.perf_counter()
+
+    if "a" in args.parts:
+        runs = []
+        for seed in seeds:
+            runs.append(run_synthetic(seed, args.epochs_synthetic, n_train))
+            print(f"(a) seed {seed}: {json.dumps(runs[-1], default=float)}", flush=True)
+        out["synthetic"] = {
+            "points": summary([r["points"] for r in runs]),
+            "points_max": summary([r["points_max"] for r in runs]),
+            "feature_f1": summary([{"f1": r["feature_f1"]} for r in runs])["f1"],
+            "windows": summary([r["windows"] for r in runs]),
+            "seconds_per_epoch": summary([{"v": r["timing"]["seconds_per_epoch"]} for r in runs])["v"],
+            "first_epoch_s": summary([{"v": r["timing"]["first_epoch_s"]} for r in runs])["v"],
+            "score_20000_s": summary([{"v": r["score_20000_s"]} for r in runs])["v"],
+            "score_20000_first_s": summary([{"v": r["score_20000_first_s"]} for r in runs])["v"],
+            "n_train_steps": n_train, "epochs": args.epochs_synthetic, "runs": runs,
+        }
+    if "b" in args.parts:
+        runs = []
+        for seed in seeds:
+            runs.append(run_ecg5000(seed, args.epochs_ecg5000))
+            print(f"(b) seed {seed}: {json.dumps(runs[-1], default=float)}", flush=True)
+        out["ecg5000"] = {
+            "metrics": summary([{k: r[k] for k in ("f1", "accuracy", "precision", "recall", "roc_auc")} for r in runs]),
+            "seconds_per_epoch": summary([{"v": r["timing"]["seconds_per_epoch"]} for r in runs])["v"],
+            "epochs": args.epochs_ecg5000, "runs": runs,
+        }
+    if "c" in args.parts:
+        runs = []
+        for seed in seeds:
+            runs.append(run_bundled(seed, args.epochs_bundled))
+            print(f"(c) seed {seed}: {json.dumps(runs[-1], default=float)}", flush=True)
+        out["bundled"] = {
+            key: summary([{k: v for k, v in r[key].items() if k not in ("timing", "n_windows", "n_abnormal_windows")}
+                          for r in runs])
+            for key in ("ecg_synth", "ecg_mitdb")
+        }
+        out["bundled"]["epochs"] = args.epochs_bundled
+        out["bundled"]["runs"] = runs
+
+    if "s" in args.parts:
+        env["load_average_before_speed"] = load_average()
+        out["speed"] = run_speed()
+        env["load_average_after_speed"] = load_average()
+        print(f"(s) {json.dumps(out['speed'], default=float)}", flush=True)
+
+    env["load_average_after"] = load_average()
+    out["total_seconds"] = time.perf_counter() - start
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    if args.merge and RESULTS.exists():
+        previous = json.loads(RESULTS.read_text())
+        runs = previous.get("runs", [])
+        runs.append({k: out[k] for k in ("command", "environment", "args", "total_seconds")})
+        for key in ("synthetic", "ecg5000", "bundled", "speed"):
+            if key in out:
+                previous[key] = out[key]
+        latest = {k: out[k] for k in ("command", "environment", "args", "total_seconds")}
+        out = dict(previous, runs=runs, **latest)
+    else:
+        out["runs"] = [{k: out[k] for k in ("command", "environment", "args", "total_seconds")}]
+    RESULTS.write_text(json.dumps(out, indent=1, default=float))
+    print_table(out)
+
+
+def _fmt(stat: dict) -> str:
+    return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+
+
+def print_table(out: dict) -> None:
+    env = out["environment"]
+    print(f"\nCPU: {env['cpu']}, {env['cores']} cores; load average before {env['load_average_before']}, "
+          f"after {env['load_average_after']}\n")
+    print("| protocol | F1 | accuracy | precision | recall | ROC-AUC | reference |")
+    print("|---|---|---|---|---|---|---|")
+    if "synthetic" in out:
+        p, w = out["synthetic"]["points"], out["synthetic"]["windows"]
+        print(f"| (a1) synthetic, point outliers, instance = step, outlier_perc 100 | {_fmt(p['f1'])} | "
+              f"{_fmt(p['accuracy'])} | {_fmt(p['precision'])} | {_fmt(p['recall'])} | {_fmt(p['roc_auc'])} | "
+              "F1 0.927, acc 0.986, rec 0.901 |")
+        p = out["synthetic"]["points_max"]
+        print(f"| (a1) same, outlier_perc 50 (worst feature) | {_fmt(p['f1'])} | {_fmt(p['accuracy'])} | "
+              f"{_fmt(p['precision'])} | {_fmt(p['recall'])} | {_fmt(p['roc_auc'])} | – |")
+        print(f"| (a2) synthetic, 10 % of windows, instance = window | {_fmt(w['f1'])} | {_fmt(w['accuracy'])} | "
+              f"{_fmt(w['precision'])} | {_fmt(w['recall'])} | {_fmt(w['roc_auc'])} | – |")
+    if "ecg5000" in out:
+        m = out["ecg5000"]["metrics"]
+        print(f"| (b) ECG5000 held-out mix | {_fmt(m['f1'])} | {_fmt(m['accuracy'])} | {_fmt(m['precision'])} | "
+              f"{_fmt(m['recall'])} | {_fmt(m['roc_auc'])} | F1 0.964 (full ECG5000) |")
+    if "bundled" in out:
+        for key in ("ecg_synth", "ecg_mitdb"):
+            m = out["bundled"][key]
+            print(f"| (c) {key}, windows (per-step ROC-AUC {_fmt(m['step_roc_auc'])}) | {_fmt(m['f1'])} | "
+                  f"{_fmt(m['accuracy'])} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['roc_auc'])} | – |")
+    if "speed" in out:
+        sp = out["speed"]
+        e, sc = sp["synthetic_seconds_per_epoch"], sp["score_20000_s"]
+        e32, e64 = sp["ecg5000_seconds_per_epoch_batch32"], sp["ecg5000_seconds_per_epoch_batch64"]
+        print("\n| speed | Lantern | reference | speed-up |")
+        print("|---|---|---|---|")
+        print(f"| synthetic training, s/epoch (100,000 steps, seq_len 50, latent 100, batch 64) | {e:.2f} | 19 | "
+              f"{19 / e:.1f}× |")
+        print(f"| scoring 20,000 steps, s | {sc:.3f} | 0.74 | {0.74 / sc:.1f}× |")
+        print(f"| ECG5000 training, s/epoch (175 beats, latent 40, batch 32 / 64) | {e32:.2f} / {e64:.2f} | 4 | "
+              f"{4 / e32:.1f}× / {4 / e64:.1f}× |")
+
+
+if __name__ == "__main__":
+    main()
