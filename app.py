@@ -19,6 +19,7 @@ PAGES = {
     ],
     "Explain": [
         st.Page("pages/anchors.py", title="Anchors", icon=":material/rule:"),
+        st.Page("pages/cem.py", title="Contrastive explanations", icon=":material/compare:"),
     ],
 }
 page = st.navigation({section: pages for section, pages in PAGES.items() if pages})

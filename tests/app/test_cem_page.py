@@ -1,0 +1,186 @@
+"""The contrastive-explanations page trains a classifier on bundled iris (or digits) and explains one test row."""
+
+import base64
+import json
+
+import numpy as np
+import pytest
+
+from engine.explanation import Explanation
+from tests.app.helpers import metric_value, no_exceptions, page, run_until_job_done
+
+pytestmark = pytest.mark.app
+
+
+def _trained_page(*, epochs=30, with_ae=False, dataset=None, max_train=None):
+    at = page("cem")
+    at.run()
+    no_exceptions(at)
+    if dataset is not None:
+        at.selectbox(key="cem:dataset").set_value(dataset).run()
+    at.number_input(key="cem:epochs").set_value(epochs)
+    if max_train is not None:
+        at.number_input(key="cem:max_train").set_value(max_train)
+    if with_ae:
+        at.checkbox(key="cem:with_ae").check()
+        at.number_input(key="cem:ae_epochs").set_value(epochs)
+    at.button(key="cem:train").click()
+    at.run()
+    run_until_job_done(at, "cem-model")
+    if with_ae:
+        run_until_job_done(at, "cem-ae")
+    no_exceptions(at)
+    job = at.session_state["job::cem-model"]
+    assert job.state == "done", job.error
+    return at
+
+
+def _explain(at, *, c_steps=2, iterations=100, modes=None):
+    at.number_input(key="cem:c_steps").set_value(c_steps)
+    at.number_input(key="cem:max_iterations").set_value(iterations)
+    if modes is not None:
+        at.multiselect(key="cem:modes").set_value(modes)
+    at.button(key="cem:explain").click()
+    at.run()
+    run_until_job_done(at, "cem-explain")
+    no_exceptions(at)
+    job = at.session_state["job::cem-explain"]
+    assert job.state == "done", job.error
+    return job.result
+
+
+def _chart(at, key):
+    """The plotly figure (as a dict) of the chart with widget key ``key``."""
+    for chart in at.get("plotly_chart"):
+        if chart.proto.id.endswith(key) or key in chart.proto.id:
+            return json.loads(chart.proto.spec)
+    raise AssertionError(f"no plotly chart with key {key!r}")
+
+
+def _values(array) -> np.ndarray:
+    """A plotly JSON array: a plain list, or numpy's typed-array encoding ``{'dtype', 'bdata'}``."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+    return np.asarray(array, dtype=float)
+
+
+def test_train_on_iris_then_explain_one_row_with_a_pn_and_a_pp():
+    at = _trained_page()
+    assert at.selectbox(key="cem:dataset").value == "bundled:iris"
+    assert at.multiselect(key="cem:features").value == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    assert metric_value(at, "Training rows") == "105" and metric_value(at, "Test rows") == "45"
+    assert metric_value(at, "Classes") == "3"
+    assert 0.6 < float(metric_value(at, "Test accuracy")) <= 1.0
+    assert metric_value(at, "Autoencoder test MSE") == "—"
+    run = at.session_state["job::cem-model"].result
+
+    # Another test row: its values (in cm, not standardised) and its prediction follow.
+    at.number_input(key="cem:row").set_value(6).run()
+    no_exceptions(at)
+    assert any(c.value == f"Table row {int(run.data.test_rows[6])}" for c in at.caption)
+    instance = next(d.value for d in at.dataframe if list(d.value.columns) == ["feature", "value"])
+    raw = run.data.to_table_units(run.data.X_test[6])
+    assert [float(v) for v in instance["value"]] == pytest.approx(raw, rel=1e-3)
+    assert 0.1 < float(instance["value"][3]) < 3.0  # petal width in cm
+    assert metric_value(at, "Model predicts") == run.data.class_names[int(run.test_proba[6].argmax())]
+
+    # gamma needs an autoencoder; with none trained the page says so and starts nothing.
+    at.number_input(key="cem:gamma").set_value(1.0)
+    at.button(key="cem:explain").click().run()
+    no_exceptions(at)
+    assert any("needs an autoencoder" in e.value for e in at.error)
+    assert "job::cem-explain" not in at.session_state
+    at.number_input(key="cem:gamma").set_value(0.0)
+
+    cem_run = _explain(at)
+    pn, pp = cem_run.explanations["PN"], cem_run.explanations["PP"]
+    assert cem_run.position == 6
+    assert pn.meta["params"]["c_steps"] == 2 and pn.meta["params"]["max_iterations"] == 100
+    original = metric_value(at, "Original predicted as")
+    assert original == metric_value(at, "Model predicts")
+    # This row gets both: the PN changes the class, the PP keeps it.
+    assert bool(pn.found[0]) and bool(pp.found[0])
+    assert metric_value(at, "PN predicted as") != original
+    assert metric_value(at, "PP predicted as") == original
+    assert not at.warning
+
+    # Probabilities of the original, PN and PP side by side.
+    figure = _chart(at, "cem:proba")
+    assert [trace["name"] for trace in figure["data"]] == ["original", "PN", "PP"]
+    assert _values(figure["data"][0]["y"]) == pytest.approx(pn.X_proba[0], abs=1e-6)
+
+    # Per-feature table in cm: original, PN, PP, their changes and the no-information value (training median).
+    table = next(d.value for d in at.dataframe if "PN − original" in d.value.columns)
+    assert list(table.columns) == ["feature", "original", "PN", "PN − original", "PP", "PP − original",
+                                   "no-information value"]
+    assert table["original"].to_numpy() == pytest.approx(raw, rel=1e-4)
+    assert (table["PN"] - table["original"]).to_numpy() == pytest.approx(table["PN − original"], abs=1e-4)
+    assert table["PN"].to_numpy() == pytest.approx(run.data.to_table_units(pn.PN[0]), abs=1e-4)
+    sentences = [m.value for m in at.markdown]
+    assert any(s.startswith("The model would predict") for s in sentences)
+    assert any(s.startswith("The model still predicts") for s in sentences)
+
+    # The change charts follow the units control: table units (cm) or standard deviations.
+    in_cm = _values(_chart(at, "cem:bars:PN")["data"][0]["x"])
+    at.radio(key="cem:units").set_value("standard deviations").run()
+    no_exceptions(at)
+    in_sd = _values(_chart(at, "cem:bars:PN")["data"][0]["x"])
+    assert sorted(np.abs(in_cm)) != pytest.approx(sorted(np.abs(in_sd)))
+
+    # One JSON per explanation; it round-trips and says how to map it back to cm.
+    assert [b.proto.label for b in at.get("download_button")] == ["PN explanation JSON", "PP explanation JSON"]
+    again = Explanation.from_json(pn.to_json())
+    np.testing.assert_allclose(again.PN, pn.PN)
+    context = json.loads(pp.to_json())["meta"]["lantern"]
+    assert context["test_row"] == 6 and context["feature_names"][0] == "sepal_length"
+
+
+def test_an_autoencoder_makes_gamma_available_and_is_used_by_the_search():
+    at = _trained_page(epochs=10, with_ae=True)
+    assert at.session_state["job::cem-ae"].state == "done"
+    assert float(metric_value(at, "Autoencoder test MSE")) > 0
+    assert at.number_input(key="cem:gamma").value == 1.0  # the default once an autoencoder exists
+    cem_run = _explain(at, c_steps=1, iterations=50, modes=["PN"])
+    assert list(cem_run.explanations) == ["PN"]
+    params = cem_run.explanations["PN"].meta["params"]
+    assert params["gamma"] == 1.0 and params["has_ae_model"]
+    assert [b.proto.label for b in at.get("download_button")] == ["PN explanation JSON"]
+
+
+def test_digits_show_the_original_and_explanations_as_images_with_difference_maps():
+    at = _trained_page(epochs=2, dataset="bundled:digits", max_train=400)
+    run = at.session_state["job::cem-model"].result
+    assert run.data.image_shape == (8, 8) and len(run.data.feature_names) == 64
+    assert float(run.data.X_train.max()) == 1.0  # pixels scaled to [0, 1]
+    assert at.selectbox(key="cem:no_info").value == "background"
+    assert _chart(at, "cem:instance_image")
+    cem_run = _explain(at, c_steps=1, iterations=30)
+    found = [mode for mode, exp in cem_run.explanations.items() if bool(exp.found[0])]
+    titles = [a["text"] for a in _chart(at, "cem:images")["layout"]["annotations"]]
+    expected = 1 + 2 * len(found)
+    assert len(titles) == expected and titles[0].startswith("original")
+    if "PN" in found:
+        assert "PN − original" in titles
+    # A search that found nothing says so, with what to try.
+    for mode in set(cem_run.explanations) - set(found):
+        name = {"PN": "pertinent negative", "PP": "pertinent positive"}[mode]
+        assert any(w.value.startswith(f"No {name} ({mode}) found") and "c_init" in w.value for w in at.warning)
+
+
+def test_no_feature_columns_is_a_message_not_an_exception():
+    at = page("cem")
+    at.run()
+    at.multiselect(key="cem:features").set_value([])
+    at.button(key="cem:train").click().run()
+    no_exceptions(at)
+    assert any("no feature columns" in e.value for e in at.error), [e.value for e in at.error]
+    assert "job::cem-model" not in at.session_state
+
+
+def test_no_explanation_chosen_is_a_message():
+    at = _trained_page(epochs=5)
+    at.multiselect(key="cem:modes").set_value([])
+    at.button(key="cem:explain").click().run()
+    no_exceptions(at)
+    assert any("Choose at least one explanation" in e.value for e in at.error)
+    assert "job::cem-explain" not in at.session_state
