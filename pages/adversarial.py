@@ -132,7 +132,6 @@ class AttackRun:
     curves: ScoreCurves | None
     harmful_auc: float | None
     description: str
-    epsilon_relative: float
     notes: list[str] = field(default_factory=list)
 
 
@@ -215,7 +214,7 @@ def attack_job(job, run: DetectorRun, method: str, norm: str, epsilon_relative: 
     job.set_stage(f"{len(X):,} rows; accuracy {result.accuracy_clean:.3f} → {result.accuracy_adv:.3f}; "
                   f"detection ROC-AUC {auc}", 1.0)
     return AttackRun(run, result, positions, scores_clean, scores_adv, student_clean, student_adv, curves,
-                     None if harmful_curves is None else harmful_curves.roc_auc, description, epsilon_relative, notes)
+                     None if harmful_curves is None else harmful_curves.roc_auc, description, notes)
 
 
 # ------------------------------------------------------------------------------------------------ figures
@@ -527,6 +526,13 @@ training.panel(DISTIL_JOB)
 det_run: DetectorRun | None = training.result(DISTIL_JOB)
 if det_run is not None and det_run.classifier_run is not clf_run:
     det_run = None
+if det_run is not None:
+    cols = st.columns(3)
+    cols[0].metric("Agreement on held-out clean rows", f"{det_run.agreement:.1%}",
+                   help="Share of clean rows neither model saw where the distilled model predicts the classifier's "
+                        "class; high agreement keeps false alarms low.")
+    cols[1].metric("Temperature", f"{det_run.detector.temperature:g}")
+    cols[2].metric("Distillation epochs", f"{det_run.detector.history_.epochs_run}")
 
 st.subheader("3 · Attack the test rows")
 if det_run is None:

@@ -1,0 +1,188 @@
+"""The adversarial-detection page: classifier, distilled detector and attack as three jobs, then the detection results."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.app.helpers import metric_value, no_exceptions, page, run_until_job_done
+
+pytestmark = pytest.mark.app
+
+
+def _done(at, key):
+    run_until_job_done(at, key)
+    no_exceptions(at)
+    job = at.session_state[f"job::{key}"]
+    assert job.state == "done", job.error
+    return job
+
+
+def _chart(at, key):
+    """The plotly figure (as a dict) of the chart with widget key ``key``."""
+    for chart in at.get("plotly_chart"):
+        if key in chart.proto.id:
+            return json.loads(chart.proto.spec)
+    raise AssertionError(f"no plotly chart with key {key!r}")
+
+
+def _table(at, first_column):
+    """The dataframe (inside the results fragment, so found by content) whose first column is ``first_column``."""
+    for frame in at.dataframe:
+        if frame.value.columns[0] == first_column:
+            return frame.value
+    raise AssertionError(f"no dataframe starting with column {first_column!r}")
+
+
+def _train_classifier(at, epochs=3):
+    at.number_input(key="adv:clf:epochs").set_value(epochs)
+    at.button(key="adv:train").click().run()
+    return _done(at, "adv-classifier")
+
+
+def _distil(at, epochs=2):
+    at.number_input(key="adv:distil:epochs").set_value(epochs)
+    at.button(key="adv:distil").click().run()
+    return _done(at, "adv-distil")
+
+
+def _attack(at, method="pgd", steps=2, rows=200):
+    at.radio(key="adv:method").set_value(method)
+    at.number_input(key="adv:steps").set_value(steps)
+    at.number_input(key="adv:rows").set_value(rows)
+    at.button(key="adv:attack").click().run()
+    return _done(at, "adv-attack")
+
+
+def test_digits_train_distil_attack_then_threshold_roc_and_one_row():
+    at = page("adversarial")
+    at.run()
+    no_exceptions(at)
+    assert at.selectbox(key="adv:dataset").value == "bundled:digits"
+    # Each step's button appears only once the previous step has a result.
+    keys = {b.key for b in at.button}
+    assert "adv:train" in keys and "adv:distil" not in keys and "adv:attack" not in keys
+    assert any("Train the classifier first" in i.value for i in at.info)
+
+    classifier_job = _train_classifier(at)
+    assert metric_value(at, "Training rows") == "1,078"  # 1,347 training rows of 1,797, a fifth held out
+    assert metric_value(at, "Held-out clean rows") == "269"
+    assert metric_value(at, "Test rows") == "450"
+    assert 0.3 < float(metric_value(at, "Test accuracy")) <= 1.0  # 10 classes: chance is 0.1
+    assert "adv:distil" in {b.key for b in at.button} and "adv:attack" not in {b.key for b in at.button}
+    assert all(0 <= e["accuracy"] <= 1 for e in classifier_job.events)  # live accuracy beside the loss
+
+    distil_job = _distil(at)
+    detector = distil_job.result.detector
+    assert detector.temperature == 5.0 and detector.loss_type == "kld"  # the page's benchmarked defaults
+    assert len(detector.history_.loss) == 2
+    assert at.slider(key="adv:temperature").value == 5.0
+    assert metric_value(at, "Agreement on held-out clean rows") == f"{distil_job.result.agreement:.1%}"
+    assert metric_value(at, "Distillation epochs") == "2"
+
+    attack_run = _attack(at).result
+    result = attack_run.result
+    assert len(attack_run.positions) == 200 and result.params["steps"] == 2
+    assert float(np.max(result.linf)) <= 0.15 + 1e-5  # the default ε: 15 % of the [0, 1] data range
+    assert float(metric_value(at, "Classifier accuracy, attacked")) < float(
+        metric_value(at, "Classifier accuracy, clean"))
+    assert metric_value(at, "Harmful rate") == f"{result.harmful_rate:.1%}"
+    auc = float(metric_value(at, "Detection ROC-AUC"))
+    assert auc == pytest.approx(attack_run.curves.roc_auc, abs=1e-3)
+    roc = _chart(at, "adv:roc")
+    assert f"AUC {auc:.3f}" in roc["layout"]["title"]["text"]
+    hist = _chart(at, "adv:hist")
+    assert [trace["name"] for trace in hist["data"]] == ["clean inputs", "adversarial inputs"]
+
+    # The threshold slider re-thresholds cached scores: a lower percentile raises both rates.
+    calibration = distil_job.result.calibration_scores
+    before = float(metric_value(at, "False-alarm rate").rstrip("%"))
+    at.slider(key="adv:percentile").set_value(50.0).run()
+    no_exceptions(at)
+    threshold = np.percentile(calibration, 50.0)
+    expected = np.mean(attack_run.scores_clean > threshold)
+    assert metric_value(at, "False-alarm rate") == f"{expected:.1%}"
+    assert float(metric_value(at, "False-alarm rate").rstrip("%")) > before
+    assert metric_value(at, "Detection rate") == f"{np.mean(attack_run.scores_adv > threshold):.1%}"
+    assert detector.threshold == pytest.approx(threshold)  # the archive carries the chosen threshold
+    # The ROC marks the operating point at the threshold.
+    point = _chart(at, "adv:roc")["data"][-1]
+    assert point["x"][0] == pytest.approx(expected)
+
+    # The per-instance view: the filter decides which rows are offered; images and both models' predictions.
+    assert at.radio(key="adv:filter").value == "harmful"
+    at.radio(key="adv:filter").set_value("caught").run()
+    no_exceptions(at)
+    flagged = np.flatnonzero(attack_run.scores_adv > threshold)
+    assert list(at.selectbox(key="adv:instance").options) == [
+        at.selectbox(key="adv:instance").format_func(i) for i in flagged[:500]]
+    row = int(flagged[0])
+    images = _chart(at, "adv:images")
+    assert len(images["data"]) == 3 and images["layout"]["annotations"][2]["text"].startswith("perturbation")
+    table = _table(at, "input")
+    assert table["input"].tolist() == ["original", "adversarial"]
+    assert table["flagged"].tolist()[1] == "yes"
+    names = attack_run.detector_run.classifier_run.data.class_names
+    assert table.iloc[1, 1].startswith(names[result.pred_adv[row]])
+    assert [b.proto.label for b in at.get("download_button")] == ["Scores CSV", "Detector archive"]
+
+    # Re-running the attack keeps the classifier and the detector.
+    second = _attack(at, method="fgsm", rows=100).result
+    assert at.session_state["job::adv-classifier"] is classifier_job
+    assert at.session_state["job::adv-distil"] is distil_job
+    assert second.result.params["method"] == "fgsm" and len(second.positions) == 100
+    assert any(c.value.startswith("FGSM, L∞ ε = 0.15") for c in at.caption)
+
+    # Re-distilling forgets the attack (its scores came from the old detector) but keeps the classifier.
+    at.button(key="adv:distil").click().run()
+    assert "job::adv-attack" not in at.session_state
+    _done(at, "adv-distil")
+    assert at.session_state["job::adv-classifier"] is classifier_job
+    assert not any(h.value == "Results" for h in at.header)
+    assert "adv:attack" in {b.key for b in at.button}
+
+    # Retraining the classifier forgets the detector too.
+    at.button(key="adv:train").click().run()
+    assert "job::adv-distil" not in at.session_state
+    _done(at, "adv-classifier")
+    assert "adv:attack" not in {b.key for b in at.button}
+
+
+def test_breast_cancer_table_shows_per_feature_changes():
+    at = page("adversarial")
+    at.run()
+    at.selectbox(key="adv:dataset").set_value("bundled:breast_cancer").run()
+    no_exceptions(at)
+    assert at.selectbox(key="adv:label").value == "diagnosis"
+    assert len(at.multiselect(key="adv:features").value) == 30
+    assert at.selectbox(key="adv:network").options == ["MLP 128-64", "MLP 256-128"]  # no CNN for tables
+    _train_classifier(at, epochs=5)
+    assert metric_value(at, "Test rows") == "142"  # a stratified 25 % of 569
+    _distil(at)
+    at.radio(key="adv:norm").set_value("2")
+    run = _attack(at, method="fgsm").result
+    assert len(run.positions) == 142  # fewer test rows than asked: all of them
+    assert float(np.max(run.result.l2)) <= 0.15 * np.sqrt(30) + 1e-4  # ε is the RMS change per feature for L2
+    at.radio(key="adv:filter").set_value("all").run()
+    no_exceptions(at)
+    changes = _chart(at, "adv:changes")
+    assert len(changes["data"][0]["y"]) == 30 and "table units" in changes["layout"]["xaxis"]["title"]["text"]
+    values = _table(at, "feature")
+    assert list(values.columns) == ["feature", "original", "adversarial", "change"]
+    assert np.allclose(values["adversarial"] - values["original"], values["change"], atol=1e-6)
+
+
+@pytest.mark.parametrize("dataset, change, message", [
+    ("bundled:breast_cancer", {"adv:features": []}, "no feature columns"),
+    ("bundled:breast_cancer", {"adv:label": "mean_radius"}, "choose a column of class labels"),
+])
+def test_bad_choices_show_a_message_not_an_exception(dataset, change, message):
+    at = page("adversarial")
+    at.run()
+    at.selectbox(key="adv:dataset").set_value(dataset).run()
+    for key, value in change.items():
+        (at.multiselect(key=key) if key == "adv:features" else at.selectbox(key=key)).set_value(value)
+    at.button(key="adv:train").click().run()
+    no_exceptions(at)
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert "job::adv-classifier" not in at.session_state
