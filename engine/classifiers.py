@@ -395,7 +395,7 @@ def predict_proba(model: keras.Model, X, batch_size: int = 1024, kind: str | Non
     X = as_float_array(X)
     kind = kind or output_kind(model, X)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def step(batch):
         return probabilities(model(batch, training=False), kind)
 

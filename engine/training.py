@@ -220,7 +220,7 @@ def train(
         optimizer.build(variables)
     metric_name, metric = (log_metric if log_metric is not None else (None, None))
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def train_step(inputs, target):
         with tf.GradientTape() as tape:
             outputs = model(inputs, training=True)

@@ -378,7 +378,7 @@ class ModelDistillation(BaseDetector, ThresholdMixin):
     def _teacher_targets(self, X: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         kind, temperature, teacher = self.teacher_output_, float(self.temperature), self.model
 
-        @tf.function(input_signature=[tf.TensorSpec((None,) + X.shape[1:], tf.float32)])
+        @tf.function(input_signature=[tf.TensorSpec((None,) + X.shape[1:], tf.float32)], autograph=False)
         def targets(x):
             return tf.exp(scale_log_probabilities(log_probabilities(teacher(x, training=False), kind), temperature))
 
@@ -394,7 +394,7 @@ class ModelDistillation(BaseDetector, ThresholdMixin):
         t_kind, s_kind = self.teacher_output_, self.student_output_
         loss_type, temperature = self.loss_type, float(self.temperature)
 
-        @tf.function(input_signature=[tf.TensorSpec((None,) + instance_shape, tf.float32)])
+        @tf.function(input_signature=[tf.TensorSpec((None,) + instance_shape, tf.float32)], autograph=False)
         def score_batch(x):
             t_log_p = log_probabilities(teacher(x, training=False), t_kind)
             s_log_q = log_probabilities(student(x, training=False), s_kind)
