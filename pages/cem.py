@@ -78,6 +78,23 @@ class Prepared:
     def to_table_units(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(X, dtype=np.float64) * self.scale + self.offset
 
+    def text(self, values: np.ndarray, signed: bool = False) -> list[str]:
+        """Values of every feature (in table units) as text, to about three significant digits of its spread.
+
+        The spread, not the value, sets the digits: a feature with a standard deviation of 7,000 shows whole
+        numbers (and float noise of the model's float32 units shows as 0), one of 0.4 shows three decimals.
+        """
+        decimals = np.clip(2 - np.floor(np.log10(self.scale)), 0, 8).astype(int)
+        return [number_text(v, d, signed) for v, d in zip(np.asarray(values, dtype=np.float64), decimals)]
+
+
+def number_text(value: float, decimals: int, signed: bool = False) -> str:
+    """``value`` with thousands separators and at most ``decimals`` decimals, trailing zeros dropped."""
+    text = f"{value:{'+' if signed else ''},.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "+0") else text
+
 
 def prepare(table, features, label, image_shape, split_column, test_share, max_train, seed) -> Prepared:
     """Encode, split and scale the table; raises DataError with what to change."""
@@ -243,22 +260,19 @@ def probability_figure(class_names: list[str], rows: dict[str, np.ndarray], titl
     return fig
 
 
-def fmt(value: float) -> str:
-    return f"{value:.4g}"
-
-
 def changes_table(run: CEMRun) -> pd.DataFrame:
-    """One row per feature: the original, each explanation, their changes and the no-information value."""
+    """One row per feature, as text in table units: the original, each explanation, their changes and the
+    no-information value."""
     data = run.model_run.data
-    x = run.explanations[next(iter(run.explanations))].X[0]
-    frame = pd.DataFrame({"feature": data.feature_names, "original": data.to_table_units(x)})
+    first = run.explanations[next(iter(run.explanations))]
+    x = first.X[0]
+    frame = pd.DataFrame({"feature": data.feature_names, "original": data.text(data.to_table_units(x))})
     for mode, exp in run.explanations.items():
         if bool(exp.found[0]):
             delta = np.where(np.abs(exp.delta[0]) < CHANGE_TOLERANCE, 0.0, exp.delta[0])
-            frame[mode] = data.to_table_units(x + delta)
-            frame[f"{mode} − original"] = delta * data.scale
-    no_info = run.explanations[next(iter(run.explanations))].no_info_val
-    frame["no-information value"] = data.to_table_units(no_info)
+            frame[mode] = data.text(data.to_table_units(x + delta))
+            frame[f"{mode} − original"] = data.text(delta * data.scale, signed=True)
+    frame["no-information value"] = data.text(data.to_table_units(first.no_info_val))
     return frame
 
 
@@ -270,9 +284,9 @@ def changed_features(data: Prepared, exp: Explanation, limit: int = 5) -> list[i
 
 
 def pn_sentence(data: Prepared, exp: Explanation) -> str:
-    x, pn = data.to_table_units(exp.X[0]), data.to_table_units(exp.PN[0])
+    x, pn = data.text(data.to_table_units(exp.X[0])), data.text(data.to_table_units(exp.PN[0]))
     moved = changed_features(data, exp)
-    parts = [f"**{data.feature_names[j]}** were {fmt(pn[j])} instead of {fmt(x[j])}" for j in moved]
+    parts = [f"**{data.feature_names[j]}** were {pn[j]} instead of {x[j]}" for j in moved]
     extra = len(changed_features(data, exp, limit=0)) - len(moved)
     return (f"The model would predict **{data.class_names[int(exp.PN_pred)]}** instead of "
             f"**{data.class_names[int(exp.X_pred)]}** if " + ", ".join(parts)
@@ -280,14 +294,14 @@ def pn_sentence(data: Prepared, exp: Explanation) -> str:
 
 
 def pp_sentence(data: Prepared, exp: Explanation) -> str:
-    x, pp, no_info = (data.to_table_units(v) for v in (exp.X[0], exp.PP[0], exp.no_info_val))
+    x, pp, no_info = (data.text(data.to_table_units(v)) for v in (exp.X[0], exp.PP[0], exp.no_info_val))
     kept = [j for j in np.argsort(-np.abs(exp.PP[0] - exp.no_info_val))
             if abs(exp.PP[0][j] - exp.no_info_val[j]) >= CHANGE_TOLERANCE]
     cls = data.class_names[int(exp.PP_pred)]
     if not kept:
         return (f"The model predicts **{cls}** even with every feature at its no-information value: nothing of "
                 "this row is needed for that.")
-    parts = [f"**{data.feature_names[j]}** = {fmt(pp[j])} (original {fmt(x[j])}, no information {fmt(no_info[j])})"
+    parts = [f"**{data.feature_names[j]}** = {pp[j]} (original {x[j]}, no information {no_info[j]})"
              for j in kept[:5]]
     more = f" and {len(kept) - 5} more" if len(kept) > 5 else ""
     return (f"The model still predicts **{cls}** when only these features keep (part of) their value and every "
@@ -349,13 +363,18 @@ def results(run: CEMRun) -> None:
             signed += [False, True]
         st.plotly_chart(images.image_grid(panels, titles, data.image_shape, diverging=signed, value_range=(0.0, 1.0),
                                           height=320), key="cem:images")
-        st.caption("Dark = high intensity. **PN − original**: what the pertinent negative adds (red) to change the "
-                   "class; **original − PP**: the part of the original the pertinent positive does without (red) — "
-                   "what is left in the PP is enough for the prediction.")
+        notes = ["Dark = high intensity."]
+        if "PN" in found:
+            notes.append("**PN − original**: what the pertinent negative adds (red) or removes (blue) to change the "
+                         "class.")
+        if "PP" in found:
+            notes.append("**original − PP**: the part of the original the pertinent positive does without (red); "
+                         "what is left in the PP is enough for the prediction.")
+        st.caption(" ".join(notes))
     else:
         table = changes_table(run)
-        st.dataframe(table, key="cem:table", hide_index=True, height=min(36 * (len(table) + 1) + 2, 460),
-                     column_config={c: st.column_config.NumberColumn(format="%.4g") for c in table.columns[1:]})
+        st.dataframe(table, key="cem:table", hide_index=True, height=min(35 * (len(table) + 1) + 3, 460),
+                     column_config={c: st.column_config.TextColumn(alignment="right") for c in table.columns[1:]})
         if found:
             units = st.radio("Changes in", ["table units", "standard deviations"], horizontal=True, key="cem:units",
                              help="Table units are the data's own; standard deviations (of the training rows) "
@@ -364,8 +383,8 @@ def results(run: CEMRun) -> None:
             for col, (mode, exp) in zip(chart_cols, found.items()):
                 delta = np.where(np.abs(exp.delta[0]) < CHANGE_TOLERANCE, 0.0, exp.delta[0])
                 values = delta * data.scale if units == "table units" else delta
-                col.plotly_chart(charts.bar_figure(data.feature_names, values, f"{mode} − original",
-                                                   f"change ({units})"), key=f"cem:bars:{mode}")
+                figure = charts.bar_figure(data.feature_names, values, f"{mode} − original", f"change ({units})")
+                col.plotly_chart(figure.update_traces(marker_color=COLOURS[mode]), key=f"cem:bars:{mode}")
         if "PN" in found:
             st.markdown(pn_sentence(data, found["PN"]))
         if "PP" in found:
@@ -525,9 +544,10 @@ if model_run is not None:
             st.plotly_chart(images.image_grid([data.X_test[position]], [f"test row {position}"], data.image_shape,
                                               value_range=(0.0, 1.0), height=260), key="cem:instance_image")
         else:
-            values = data.to_table_units(data.X_test[position])
-            st.dataframe(pd.DataFrame({"feature": data.feature_names, "value": [fmt(v) for v in values]}),
-                         key="cem:instance", hide_index=True, height=min(36 * (len(values) + 1) + 2, 320))
+            values = data.text(data.to_table_units(data.X_test[position]))
+            st.dataframe(pd.DataFrame({"feature": data.feature_names, "value": values}), key="cem:instance",
+                         hide_index=True, height=min(35 * (len(values) + 1) + 3, 320),
+                         column_config={"value": st.column_config.TextColumn(alignment="right")})
         st.plotly_chart(probability_figure(data.class_names, {"original": proba}, "Class probabilities"),
                         key="cem:instance_proba")
 
@@ -536,7 +556,8 @@ if model_run is not None:
     with st.form("cem:explain-form", border=False):
         cols = st.columns(4)
         modes = cols[0].multiselect("Explanations", list(MODES), default=list(MODES), key="cem:modes",
-                                    format_func=MODES.get, help="Each is a separate search.")
+                                    help="PN: pertinent negative (what must stay absent); PP: pertinent positive "
+                                         "(what must be present). Each is a separate search.")
         kappa = cols[1].number_input("kappa (confidence margin)", 0.0, 1.0, 0.0 if image else 0.2, 0.05,
                                      key="cem:kappa",
                                      help="How much more probable the PN's new class (or the PP's kept class) must "
