@@ -34,7 +34,8 @@ TABULAR_NETWORKS = {
     "softmax": ("softmax regression (one dense layer, as in the CEM paper's iris example)", dict(hidden=())),
     "mlp": ("neural network, one hidden layer of 32", dict(hidden=(32,))),
 }
-IMAGE_NETWORK = ("small CNN (conv 8 → pool → conv 16 → pool → softmax)", dict(kind="cnn", filters=(8, 16), hidden=()))
+IMAGE_NETWORK = ("small CNN (conv 8 → pool → conv 16 → pool → softmax)",
+                 dict(kind="cnn", filters=(8, 16), hidden=()))
 NO_INFO = {"median": "training median", "mean": "training mean", "background": "0 (blank background)"}
 COLOURS = {"original": charts.INLIER, "PN": charts.OUTLIER, "PP": "#54A24B"}
 CHANGE_TOLERANCE = 1e-5  # changes smaller than this (in model units) are float noise of the search, shown as 0
@@ -183,7 +184,7 @@ def train_classifier_job(job, data: Prepared, network: str, controls) -> ModelRu
     spec = dict(spec)
     model = build_classifier(len(data.feature_names), len(data.class_names), spec.pop("kind", "mlp"),
                              image_shape=data.image_shape, seed=controls.seed, **spec)
-    history, metrics = train_classifier(
+    history, _ = train_classifier(
         model, data.X_train, data.y_train, epochs=controls.epochs, batch_size=controls.batch_size,
         optimizer=controls.optimizer(), seed=controls.seed, progress=job.report, cancel=job.cancel,
         time_budget=SETTINGS.job_time_budget_s)
@@ -229,7 +230,7 @@ def explain_job(job, run: ModelRun, ae_model, position: int, modes: list[str], s
         for name in ("kappa", "beta", "gamma", "c_init", "c_steps", "max_iterations", "learning_rate_init"):
             setattr(cem, name, settings[name])
         done = i * c_steps
-        job.set_stage(f"{mode}: compiling the optimisation loop (a few seconds, once per model)" if fresh
+        job.set_stage(f"{mode}: compiling the optimisation loop (a few seconds the first time)" if fresh
                       else f"{mode}: searching", done / total)
 
         def report(event: dict, done=done, mode=mode) -> None:
@@ -309,16 +310,20 @@ def pp_sentence(data: Prepared, exp: Explanation) -> str:
 
 
 def not_found_hint(mode: str, settings: dict) -> str:
-    what = ("change the class" if mode == "PN" else "keep the class with less of the row")
+    what = "change the class" if mode == "PN" else "keep the class with less of the row"
     hint = ("Try a larger **c_init** or more **c steps** (the attack weight grows tenfold per step while nothing is "
             "found), more **iterations**, or a smaller **kappa**")
     if settings["gamma"] > 0:
         hint += " or **gamma**"
-    if mode == "PP":
-        hint += "; a PP may also not exist when the no-information value itself is predicted as another class"
-    return (f"No {MODES[mode][:1].lower()}{MODES[mode][1:]} found: in {settings['c_steps']} c step(s) × {settings['max_iterations']:,} "
-            f"iterations the search found no point inside the allowed range that would {what} with margin "
-            f"kappa = {settings['kappa']:g}. {hint}.")
+    if mode == "PN":
+        hint += (". No PN exists when no change within the allowed range (each feature's training range, or 0–1 "
+                 "for pixels) reaches another class")
+    else:
+        hint += ". A PP exists only when the model predicts the original itself with margin kappa"
+    name = MODES[mode][:1].lower() + MODES[mode][1:]
+    return (f"No {name} found: in {settings['c_steps']} c step(s) × {settings['max_iterations']:,} iterations the "
+            f"search found no point inside the allowed range that would {what} with margin kappa = "
+            f"{settings['kappa']:g}. {hint}.")
 
 
 # ------------------------------------------------------------------------------------------------ results
