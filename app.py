@@ -15,6 +15,7 @@ PAGES = {
     "Data": [st.Page("pages/data.py", title="Data", icon=":material/table:", default=True)],
     "Detect": [
         st.Page("pages/tabular_outliers.py", title="Tabular outliers", icon=":material/scatter_plot:"),
+        st.Page("pages/timeseries_outliers.py", title="Time-series outliers", icon=":material/show_chart:"),
         st.Page("pages/adversarial.py", title="Adversarial detection", icon=":material/shield:"),
     ],
     "Explain": [

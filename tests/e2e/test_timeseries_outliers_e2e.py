@@ -1,0 +1,93 @@
+"""Time-series outliers in headless Chromium: train Seq2Seq on the ECG, move a feature threshold, download scores."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import pandas as pd
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.helpers import by_test_id, expect_no_exception, wait_for_app_idle
+
+pytestmark = pytest.mark.e2e
+
+TRAINING_TIMEOUT_MS = 300_000
+
+
+def _set_number(page, label: str, value: int) -> None:
+    field = by_test_id(page, "stNumberInput").filter(has_text=label).locator("input")
+    field.fill(str(value))
+    field.press("Tab")  # Enter would submit the form with the settings typed so far
+
+
+def _metric(page, label: str):
+    return by_test_id(page, "stMetric").filter(has_text=label).get_by_test_id("stMetricValue")
+
+
+def _count(page, label: str) -> int:
+    return int(_metric(page, label).inner_text().replace(",", ""))
+
+
+def _download(page, label: str) -> pd.DataFrame:
+    with page.expect_download() as download_info:
+        by_test_id(page, "stDownloadButton").filter(has_text=label).locator("button").click()
+    with open(download_info.value.path(), "rb") as handle:
+        return pd.read_csv(io.BytesIO(handle.read()))
+
+
+def test_train_move_feature_threshold_and_download_scores(page, app_url, artifacts):
+    page.goto(f"{app_url}/timeseries_outliers")
+    wait_for_app_idle(page)
+    expect(by_test_id(page, "stHeading").first).to_have_text("Time-series outliers")
+    by_test_id(page, "stExpander").filter(has_text="Model and training settings").click()
+    _set_number(page, "Window length", 50)
+    _set_number(page, "Latent size", 8)
+    _set_number(page, "Epochs", 2)
+    by_test_id(page, "stFormSubmitButton").locator("button").click()
+
+    results = by_test_id(page, "stHeading").filter(has_text="Results")
+    results.wait_for(state="visible", timeout=TRAINING_TIMEOUT_MS)
+    wait_for_app_idle(page)
+    expect_no_exception(page)
+    expect(by_test_id(page, "stAlertContentSuccess")).to_contain_text("Train Seq2Seq finished")
+    expect(by_test_id(page, "stAlertContentSuccess")).to_contain_text("2 epoch(s)")
+    expect(page.get_by_text("Feature scores over time").first).to_be_visible()  # the heatmap's title
+    expect(by_test_id(page, "stMetric").filter(has_text="F1").first).to_be_visible()
+    before = _count(page, "Flagged steps")
+    assert 0 < before < 7500
+    # Streamlit scrolls inside its own container: show the results in a tall viewport instead.
+    page.set_viewport_size({"width": 1440, "height": 2200})
+    done = by_test_id(page, "stAlertContentSuccess")
+    done.evaluate("alert => alert.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(artifacts / "timeseries_outliers.png"))
+    page.set_viewport_size({"width": 1440, "height": 1100})
+
+    # Move the ECG's own threshold to its minimum percentile with the keyboard: more steps are flagged.
+    thumb = by_test_id(page, "stSlider").filter(has_text="ecg").get_by_role("slider")
+    thumb.focus()
+    thumb.press("Home")
+    wait_for_app_idle(page, after_action=True)
+    expect(_metric(page, "Flagged steps")).not_to_have_text(f"{before:,}")
+    after = _count(page, "Flagged steps")
+    assert after > before
+    expect_no_exception(page)
+
+    features = _download(page, "Feature scores CSV")
+    assert {"time", "feature", "value", "reconstruction", "score", "is_outlier", "label"} <= set(features.columns)
+    assert len(features) == 7500 and set(features["feature"]) == {"ecg"}
+    assert int(features["is_outlier"].sum()) == after
+    assert ((features["score"] > 0) == features["is_outlier"].astype(bool)).all()
+    windows = _download(page, "Window scores CSV")
+    assert {"window", "start_time", "end_time", "instance_score", "is_outlier", "labelled"} <= set(windows.columns)
+    assert windows["window"].tolist() == list(range(150))
+    expect_no_exception(page)
+
+
+def test_screenshot_for_readme(artifacts):
+    """Keep the README's picture of this page in step with the UI (copied from the test above)."""
+    shot = artifacts / "timeseries_outliers.png"
+    assert shot.exists() and shot.stat().st_size > 20_000
+    shutil.copy(shot, artifacts.parents[1] / "docs" / "images" / "timeseries_outliers.png")
