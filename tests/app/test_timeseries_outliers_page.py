@@ -194,3 +194,18 @@ def test_uploaded_multivariate_series_with_dates_out_of_order():
     assert _count(at, "Flagged feature values") > before
     assert float(run.detector.threshold[0]) == temperature_threshold
     assert float(run.detector.threshold[1]) == pytest.approx(np.percentile(run.raw[:run.n_train, 1], 60.0), rel=1e-5)
+
+
+def test_cancel_stops_training_and_keeps_nothing():
+    at = page("timeseries_outliers")
+    at.run()
+    at.number_input(key="s2s:epochs").set_value(200)
+    at.number_input(key="s2s:seq_len").set_value(50)
+    at.number_input(key="s2s:latent").set_value(8)
+    at.button(key="s2s:train").click().run()
+    at.button(key="cancel::seq2seq").click().run()
+    run_until_job_done(at, "seq2seq")
+    no_exceptions(at)
+    assert at.session_state["job::seq2seq"].state == "cancelled"
+    assert any("was cancelled" in w.value for w in at.warning)
+    assert "Results" not in [h.value for h in at.header]
