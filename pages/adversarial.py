@@ -412,13 +412,8 @@ st.caption("Train a classifier, distil a second model from it with ModelDistilla
            "with FGSM or PGD. Inputs made to fool the classifier move its prediction far more than the distilled "
            "model's; their disagreement is the adversarial score.")
 
-# Digits is the default here, unless the active dataset is the user's own upload with a label column.
-if "adv:dataset" not in st.session_state and not (
-        ui_data.active_origin() == "upload" and ui_data.active_table().label is not None):
-    st.session_state["adv:dataset"] = DEFAULT_DATASET
-
 st.subheader("1 · Data and classifier")
-table, origin = ui_data.choose_table("distillation", key="adv:dataset")
+table, origin = ui_data.choose_table("distillation", key="adv:dataset", default=DEFAULT_DATASET, needs_label=True)
 columns = list(table.frame.columns)
 feature_roles = [c for c in columns if table.roles.get(c, "feature") == "feature"]
 if origin.startswith("bundled:"):

@@ -134,13 +134,9 @@ st.caption("AnchorTabular explains one prediction of a classifier with an if-the
            "satisfy the rule get the same prediction with high **precision**; **coverage** is the share of rows "
            "the rule applies to.")
 
-# Adult is the default here, unless the active dataset is the user's own upload with a label column.
-if "anchors:dataset" not in st.session_state and not (
-        ui_data.active_origin() == "upload" and ui_data.active_table().label is not None):
-    st.session_state["anchors:dataset"] = DEFAULT_DATASET
-
 st.subheader("1 · Data and classifier")
-table, origin = ui_data.choose_table("anchors", key="anchors:dataset", kinds=("tabular",))
+table, origin = ui_data.choose_table("anchors", key="anchors:dataset", kinds=("tabular",), default=DEFAULT_DATASET,
+                                    needs_label=True)
 columns = list(table.frame.columns)
 split_column = find_split_column(table.frame)
 # Another dataset has other columns: start its label and feature pickers from its own defaults.

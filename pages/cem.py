@@ -413,13 +413,8 @@ st.caption("CEM explains one prediction of a classifier by contrast. A **pertine
            "prediction. A **pertinent positive** (PP) is the smallest part of the row that on its own keeps the "
            "class: what must be *present*.")
 
-# Iris is the default here, unless the active dataset is the user's own upload with a label column.
-if "cem:dataset" not in st.session_state and not (
-        ui_data.active_origin() == "upload" and ui_data.active_table().label is not None):
-    st.session_state["cem:dataset"] = DEFAULT_DATASET
-
 st.subheader("1 · Data and classifier")
-table, origin = ui_data.choose_table("cem", key="cem:dataset")
+table, origin = ui_data.choose_table("cem", key="cem:dataset", default=DEFAULT_DATASET, needs_label=True)
 columns = list(table.frame.columns)
 bundled = get_dataset(origin.split(":", 1)[1]) if origin.startswith("bundled:") else None
 if bundled is not None:

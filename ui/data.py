@@ -45,23 +45,33 @@ def load_upload(data: bytes, name: str) -> Table:
     return read_csv_bytes(data, name=name, limits=SETTINGS.ingest_limits)
 
 
-def choose_table(workflow: str, *, key: str, kinds: tuple[str, ...] | None = None) -> tuple[Table, str]:
+def choose_table(workflow: str, *, key: str, kinds: tuple[str, ...] | None = None, default: str | None = None,
+                 needs_label: bool = False) -> tuple[Table, str]:
     """A select box of the datasets suited to ``workflow``: the bundled ones and the active one.
 
-    Returns the chosen table and its origin ('upload' or 'bundled:<key>').
+    It starts on the user's upload (when it has a label column, if ``needs_label``), else on the
+    bundled dataset ``default`` ('<key>' or 'bundled:<key>'; or the active dataset when it suits the workflow, or the first
+    bundled one made for it). Returns the chosen table and its origin ('upload' or 'bundled:<key>').
     """
     bundled = [d for d in list_datasets() if workflow in d.suggested_for and (kinds is None or d.kind in kinds)]
     options = [f"bundled:{d.key}" for d in bundled]
     origin = active_origin()
     # Start on the user's own upload, or on the active dataset when it suits this workflow;
     # otherwise on the first bundled dataset made for it.
-    prefer_active = origin == "upload" or origin in options
+    if origin == "upload":
+        prefer_active = not needs_label or active_table().label is not None
+    else:
+        prefer_active = origin in options and default is None
     if origin not in options:
         options.insert(0, origin)
     labels = {f"bundled:{d.key}": f"{d.title} (bundled)" for d in bundled}
     labels[origin] = labels.get(origin, f"{active_table().name} (your active dataset)")
-    default = options.index(origin) if prefer_active or not bundled else options.index(f"bundled:{bundled[0].key}")
-    choice = st.selectbox("Dataset", options, index=default, format_func=labels.get, key=key,
+    if default is not None and not default.startswith("bundled:"):
+        default = f"bundled:{default}"
+    fallback = default if default in options else (
+        f"bundled:{bundled[0].key}" if bundled else origin)
+    index = options.index(origin if prefer_active else fallback)
+    choice = st.selectbox("Dataset", options, index=index, format_func=labels.get, key=key,
                           help="Upload your own CSV on the Data page; it then appears here.")
     if choice == origin:
         return active_table(), origin

@@ -19,7 +19,7 @@ TRAINING_TIMEOUT_MS = 300_000
 def _set_number(page, label: str, value: int) -> None:
     field = by_test_id(page, "stNumberInput").filter(has_text=label).locator("input")
     field.fill(str(value))
-    field.press("Enter")
+    field.press("Tab")  # Enter would submit the form before the next field is set
 
 
 def _flagged(page) -> int:
