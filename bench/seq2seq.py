@@ -297,7 +297,8 @@ def run_speed(repeats: int = 7) -> dict:
     ecg = OutlierSeq2Seq(n_features=1, seq_len=X.shape[1], latent_dim=40)
     ecg_timing = {bs: fit_timed(ecg, normal[..., None], epochs=4, batch_size=bs, seed=0) for bs in (32, 64)}
     return {
-        "synthetic_seconds_per_epoch": synthetic["seconds_per_epoch"], "synthetic_first_epoch_s": synthetic["first_epoch_s"],
+        "synthetic_seconds_per_epoch": synthetic["seconds_per_epoch"],
+        "synthetic_first_epoch_s": synthetic["first_epoch_s"],
         "score_20000_s": statistics.median(times), "score_20000_first_s": first, "score_20000_all_s": times,
         "ecg5000_seconds_per_epoch_batch32": ecg_timing[32]["seconds_per_epoch"],
         "ecg5000_seconds_per_epoch_batch64": ecg_timing[64]["seconds_per_epoch"],
@@ -421,7 +422,8 @@ def print_table(out: dict) -> None:
         for key in ("ecg_synth", "ecg_mitdb"):
             m = out["bundled"][key]
             print(f"| (c) {key}, windows (per-step ROC-AUC {_fmt(m['step_roc_auc'])}) | {_fmt(m['f1'])} | "
-                  f"{_fmt(m['accuracy'])} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['roc_auc'])} | – |")
+                  f"{_fmt(m['accuracy'])} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | "
+                  f"{_fmt(m['roc_auc'])} | – |")
     if "speed" in out:
         sp = out["speed"]
         e, sc = sp["synthetic_seconds_per_epoch"], sp["score_20000_s"]

@@ -192,14 +192,17 @@ class Seq2Seq(keras.Model):
             self.n_features, activation=output_activation, kernel_initializer=_glorot(seed, 40), name="output"
         )
         if threshold_net is None:
-            threshold_net = default_threshold_net(self.seq_len, self.latent_dim, seed=None if seed is None else seed + 50)
+            net_seed = None if seed is None else seed + 50
+            threshold_net = default_threshold_net(self.seq_len, self.latent_dim, seed=net_seed)
         elif not isinstance(threshold_net, keras.Sequential):
             raise TypeError(
                 f"threshold_net must be a keras.Sequential of layers applied to the decoder states, "
                 f"got {type(threshold_net).__name__}."
             )
         self.threshold_net = threshold_net
-        self.threshold_head = keras.layers.Dense(self.n_features, kernel_initializer=_glorot(seed, 60), name="threshold_head")
+        self.threshold_head = keras.layers.Dense(
+            self.n_features, kernel_initializer=_glorot(seed, 60), name="threshold_head"
+        )
         # The decoder's input: the relative position of each step, the same for every window.
         self._positions = np.linspace(0.0, 1.0, self.seq_len, dtype="float32").reshape(1, self.seq_len, 1)
 
