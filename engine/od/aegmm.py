@@ -16,8 +16,9 @@ whole training set in bounded-memory batches and stored as ``gmm_params_``.
 
 Differences from the reference implementation (alibi-detect), on purpose:
 
-- the distance feature divides by ``max(‖x‖, ε)`` with a small positive ``ε`` (the reference passes
-  ``ε = −1`` and gets NaN scores in about half of its runs);
+- the relative distance feature divides by ``min(‖x‖, ‖x̂‖)`` floored at a small positive value
+  (the reference adds ``ε = −1`` to that denominator by accident and gets NaN scores in about half
+  of its runs);
 - the energy is computed in float64 and covariances are factorised with a jitter that grows
   until the Cholesky factorisation succeeds; a run whose final scores are not finite raises
   :class:`~engine.errors.TrainingDivergedError` instead of returning NaN scores;
@@ -56,8 +57,12 @@ _NORM_EPS = 1e-12
 def eucl_cosim_features(x: tf.Tensor, y: tf.Tensor, max_eucl: float = 1e2) -> tf.Tensor:
     """Relative Euclidean distance and cosine similarity between rows of ``x`` and ``y``.
 
-    ``[min(‖x − y‖ / ‖x‖, max_eucl), ⟨x, y⟩ / (‖x‖ ‖y‖)]`` per row, with every norm floored at
-    ``1e-6`` so an all-zero row gives finite values (and finite gradients).
+    ``[min(‖x − y‖ / min(‖x‖, ‖y‖), max_eucl), ⟨x, y⟩ / (‖x‖ ‖y‖)]`` per row. The distance is
+    relative to the *smaller* of the two norms, so a row far outside the training data (whose
+    reconstruction stays bounded) gets a large value, not ≈ 1. Every norm is floored at ``1e-6``:
+    an all-zero row gives finite values and finite gradients. (The reference means to add a small
+    ``eps`` to the denominator but passes ``eps = −1``, which gives negative or infinite distances
+    for rows with norms near 1 and NaN scores in about half of its runs.)
 
     Parameters
     ----------
@@ -81,7 +86,7 @@ def eucl_cosim_features(x: tf.Tensor, y: tf.Tensor, max_eucl: float = 1e2) -> tf
     norm_x = tf.sqrt(tf.maximum(tf.reduce_sum(tf.square(x), axis=-1), _NORM_EPS))
     norm_y = tf.sqrt(tf.maximum(tf.reduce_sum(tf.square(y), axis=-1), _NORM_EPS))
     norm_diff = tf.sqrt(tf.maximum(tf.reduce_sum(tf.square(x - y), axis=-1), _NORM_EPS))
-    rel_eucl = tf.minimum(norm_diff / norm_x, max_eucl)
+    rel_eucl = tf.minimum(norm_diff / tf.minimum(norm_x, norm_y), max_eucl)
     cos_sim = tf.reduce_sum(x * y, axis=-1) / (norm_x * norm_y)
     return tf.stack([rel_eucl, cos_sim], axis=-1)
 
@@ -141,7 +146,9 @@ def loss_aegmm(
     """AEGMM loss: reconstruction MSE + ``w_energy`` · mean energy + ``w_cov_diag`` · Σ 1/diag(cov).
 
     The mixture parameters are those of the batch (from ``z`` and ``gamma``); the energy and the
-    penalty are computed in float64, the total is returned as a float32 scalar.
+    penalty are computed in float64 on the jittered covariance actually factorised (so a feature
+    that is constant over a batch gives a large but finite penalty, not inf); the total is returned
+    as a float32 scalar.
 
     Examples
     --------
@@ -156,9 +163,9 @@ def loss_aegmm(
     x_pred = tf.cast(x_pred, tf.float32)
     recon = tf.reduce_mean(tf.square(x_true - x_pred))
     phi, mu, cov = gmm.gmm_params(z, gamma)
-    chol, _ = gmm.cholesky_with_jitter(cov)
+    chol, jitter = gmm.cholesky_with_jitter(cov)
     energy = tf.reduce_mean(gmm.sample_energy(z, phi, mu, chol))
-    penalty = gmm.cov_diag_penalty(cov)
+    penalty = gmm.cov_diag_penalty(cov, jitter)
     total = tf.cast(recon, gmm.DTYPE) + w_energy * energy + w_cov_diag * penalty
     return tf.cast(total, tf.float32)
 

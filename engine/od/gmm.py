@@ -171,6 +171,13 @@ def sample_energy(z, phi, mu, chol) -> tf.Tensor:
     return -tf.reduce_logsumexp(log_weighted, axis=0)
 
 
-def cov_diag_penalty(cov) -> tf.Tensor:
-    """``Σ_k Σ_d 1 / cov_k,dd``: keeps the mixture from collapsing onto a point (singular covariances)."""
-    return tf.reduce_sum(1.0 / tf.linalg.diag_part(tf.cast(cov, DTYPE)))
+def cov_diag_penalty(cov, jitter=None) -> tf.Tensor:
+    """``Σ_k Σ_d 1 / (cov_k,dd + jitter_k)``: keeps the mixture from collapsing onto a point.
+
+    ``jitter`` (K,) is the diagonal jitter from :func:`cholesky_with_jitter`, so the penalty is that
+    of the covariance the energy uses and stays finite for a feature that is constant in a batch.
+    """
+    diag = tf.linalg.diag_part(tf.cast(cov, DTYPE))
+    if jitter is not None:
+        diag = diag + tf.cast(jitter, DTYPE)[:, None]
+    return tf.reduce_sum(1.0 / diag)

@@ -265,6 +265,16 @@ def test_user_networks_are_used(data):
 
 
 # --------------------------------------------------------------------------- reference bugs fixed
+def test_distance_is_relative_to_the_smaller_norm():
+    x = tf.constant([[300.0, 400.0], [3.0, 4.0]])
+    y = tf.constant([[3.0, 4.0], [6.0, 8.0]])
+    features = eucl_cosim_features(x, y).numpy()
+    # a far-away row with a bounded reconstruction gets a large distance (495 / 5), not about 1
+    np.testing.assert_allclose(features[:, 0], [99.0, 1.0], rtol=1e-5)
+    np.testing.assert_allclose(features[:, 1], [1.0, 1.0], rtol=1e-5)
+    assert eucl_cosim_features(x * 10, y).numpy()[0, 0] == pytest.approx(100.0)  # clipped at max_eucl
+
+
 def test_distance_features_are_finite_for_zero_rows_and_perfect_reconstructions():
     x = tf.constant([[0.0, 0.0], [3.0, 4.0], [1e-8, 0.0]])
     y = tf.Variable([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
@@ -371,6 +381,14 @@ def test_cholesky_jitter_grows_until_the_factorisation_succeeds():
     assert jitter[0] == pytest.approx(gmm.BASE_JITTER) and jitter[1] == pytest.approx(gmm.BASE_JITTER)
     assert jitter[2] > 1.0  # had to grow past the negative eigenvalue
     np.testing.assert_allclose(chol[2] @ chol[2].T, indefinite + jitter[2] * np.eye(2), rtol=1e-12)
+
+
+def test_loss_stays_finite_when_a_feature_is_constant_in_a_batch():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(16, 3)).astype(np.float32)
+    z = np.c_[rng.normal(size=(16, 1)), np.full((16, 1), 100.0), rng.normal(size=(16, 1))].astype(np.float32)
+    gamma = np.full((16, 2), 0.5, np.float32)
+    assert np.isfinite(loss_aegmm(x, x, z, gamma).numpy())
 
 
 def test_loss_is_finite_and_differentiable():
