@@ -32,6 +32,44 @@ def _keep_keras_state_between_reruns() -> None:
 _keep_keras_state_between_reruns()
 
 
+def _keep_generated_downloads_for_their_session() -> None:
+    """Keep a file made by a deferred download button until its own session runs again.
+
+    Every download button here generates its file on click (``data=callable``). Streamlit (1.67) stores the
+    generated file unreferenced, and the orphan clean-up at the end of *any* session's script run marks it, the
+    next one deletes it. On a busy server (job panels of other sessions rerun twice a second) the file is often
+    gone before the browser fetches it, and the download fails ("canceled"). Here the generated file is referenced
+    by the session whose button made it, like a file passed as bytes: it lives until that session's next full
+    run or its end. If Streamlit's internals differ from what this expects, nothing is patched.
+    """
+    import os.path
+
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    original = getattr(MediaFileManager, "execute_deferred", None)
+    if original is None or getattr(MediaFileManager, "_lantern_patched", False):
+        return
+
+    def execute_deferred(self, file_id: str) -> str:
+        url = original(self, file_id)
+        try:
+            with self._lock:
+                entry = self._deferred_callables.get(file_id)
+                generated = os.path.splitext(url.rsplit("/", 1)[-1])[0]
+                if entry is not None and generated in self._file_metadata:
+                    by_coord = self._files_by_session_and_coord[entry["session_id"]]
+                    by_coord[f"{entry['coordinates']}#generated"] = generated
+        except (AttributeError, KeyError, TypeError):  # internals changed: keep Streamlit's own behaviour
+            pass
+        return url
+
+    MediaFileManager.execute_deferred = execute_deferred
+    MediaFileManager._lantern_patched = True
+
+
+_keep_generated_downloads_for_their_session()
+
+
 def _configure_logging() -> None:
     """Job logs (one JSON object per line) go to stderr under the 'lantern' logger."""
     logger = logging.getLogger("lantern")
