@@ -220,8 +220,7 @@ def train(
         optimizer.build(variables)
     metric_name, metric = (log_metric if log_metric is not None else (None, None))
 
-    @tf.function(reduce_retracing=True, autograph=False)
-    def train_step(inputs, target):
+    def step(inputs, target):
         with tf.GradientTape() as tape:
             outputs = model(inputs, training=True)
             loss = tf.reduce_mean(loss_fn(target, outputs, **loss_kwargs))
@@ -232,6 +231,12 @@ def train(
         if metric is not None:
             metric.update_state(target, outputs)
         return loss
+
+    # Trace once for every batch size (the last batch of an epoch is usually shorter); with a
+    # preprocess_fn the batch shapes are the function's business, so let TF relax them itself.
+    spec = dataset.element_spec
+    signature = None if preprocess_fn is not None else [spec[0], spec[1] if y is not None else spec[0]]
+    train_step = tf.function(step, input_signature=signature, reduce_retracing=True, autograph=False)
 
     callback_list = keras.callbacks.CallbackList(
         callbacks if isinstance(callbacks, (list, tuple)) else ([callbacks] if callbacks else []),
