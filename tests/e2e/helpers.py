@@ -77,3 +77,16 @@ def error_alerts(page: Page) -> Locator:
 
 def warning_alerts(page: Page) -> Locator:
     return by_test_id(page, "stAlertContentWarning")
+
+
+def publish_screenshot(shot, name: str) -> None:
+    """Copy a screenshot to docs/images/<name> for the README when LANTERN_UPDATE_SCREENSHOTS=1.
+
+    Test runs leave the tracked README images alone unless asked to refresh them.
+    """
+    import os
+    import shutil
+    from pathlib import Path
+
+    if os.environ.get("LANTERN_UPDATE_SCREENSHOTS") == "1":
+        shutil.copy(shot, Path(__file__).resolve().parents[2] / "docs" / "images" / name)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.helpers import by_test_id, expect_no_exception, wait_for_app_idle
+from tests.e2e.helpers import publish_screenshot, by_test_id, expect_no_exception, wait_for_app_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -107,4 +106,4 @@ def test_screenshot_for_readme(artifacts):
     """Keep the README's picture of this page in step with the UI (copied from the test above)."""
     shot = artifacts / "cem.png"
     assert shot.exists() and shot.stat().st_size > 20_000
-    shutil.copy(shot, artifacts.parents[1] / "docs" / "images" / "cem.png")
+    publish_screenshot(shot, "cem.png")

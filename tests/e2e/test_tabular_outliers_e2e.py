@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import io
-import shutil
 
 import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.helpers import by_test_id, expect_no_exception, wait_for_app_idle
+from tests.e2e.helpers import publish_screenshot, by_test_id, expect_no_exception, wait_for_app_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -69,4 +68,4 @@ def test_screenshot_for_readme(artifacts):
     """Keep the README's picture of this page in step with the UI (copied from the test above)."""
     shot = artifacts / "tabular_outliers.png"
     assert shot.exists() and shot.stat().st_size > 20_000
-    shutil.copy(shot, artifacts.parents[1] / "docs" / "images" / "tabular_outliers.png")
+    publish_screenshot(shot, "tabular_outliers.png")
