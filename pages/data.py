@@ -1,6 +1,5 @@
 """Data page: pick a bundled dataset or upload a CSV, preview it, check it, and set column roles."""
 
-import pandas as pd
 import streamlit as st
 
 from engine.datasets import get_dataset, list_datasets
