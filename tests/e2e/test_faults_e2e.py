@@ -92,7 +92,7 @@ def job_events(log: Path) -> list[dict]:
     return events
 
 
-def start_long_training(page, app_url: str) -> str:
+def start_long_training(page) -> str:
     """Train AEGMM on bundled Shuttle for 200 epochs (minutes); returns the session's short id."""
     owner = by_test_id(page, "stSidebar").get_by_text(re.compile(r"^session [0-9a-f]{8}$")).inner_text().split()[1]
     by_test_id(page, "stSidebarNav").get_by_role("link", name="Tabular outliers").click()
@@ -127,10 +127,9 @@ def test_a_tab_closed_mid_training_has_its_job_cancelled_and_its_slot_freed(brow
     page.goto(app_url)
     active_dataset_heading(page).wait_for(state="visible")
     wait_for_app_idle(page)
-    owner = start_long_training(page, app_url)
-    mine = lambda events: [e for e in events if e["owner"] == owner]  # noqa: E731
-    job_id = wait_for_events(log, lambda events: any(e["event"] == "queued" for e in mine(events)))
-    job_id = next(e["job"] for e in mine(job_id) if e["event"] == "queued")
+    owner = start_long_training(page)
+    queued = wait_for_events(log, lambda events: any(e["event"] == "queued" and e["owner"] == owner for e in events))
+    job_id = next(e["job"] for e in queued if e["event"] == "queued" and e["owner"] == owner)
     context.close()  # the visitor closes the tab: the websocket goes, the session is no longer active
 
     events = wait_for_events(log, lambda events: any(e["event"] == "finished" and e["job"] == job_id for e in events))
@@ -151,7 +150,7 @@ def test_a_tab_closed_mid_training_has_its_job_cancelled_and_its_slot_freed(brow
 
 def test_the_cancel_button_stops_training_and_says_so(page, app_url):
     log = server_log(app_url)
-    owner = start_long_training(page, app_url)
+    owner = start_long_training(page)
     by_test_id(page, "stButton").filter(has_text="Cancel").locator("button").click()
     expect(by_test_id(page, "stAlertContentWarning").filter(has_text="Train AEGMM was cancelled")).to_be_visible(
         timeout=TIMEOUT_MS)

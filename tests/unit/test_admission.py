@@ -1,0 +1,193 @@
+"""Admission of heavy work as the app wires it: the real liveness probe, the limits' settings, the job logs,
+and the queue position and Cancel button on a real page.
+
+tests/unit/test_jobs.py specifies the JobManager itself with stand-in liveness probes; this file checks the
+pieces around it that the shared demo relies on: ``ui.runtime.session_is_alive`` against Streamlit's Runtime,
+``ui.settings.load_settings`` sizing the limit to the cores, the ``lantern.jobs`` JSON lines an operator reads,
+and what a visitor sees on the Tabular outliers page while the server is full.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+import pytest
+
+import ui.runtime
+from ui.jobs import CANCELLED, DONE, RUNNING, JobManager
+from ui.runtime import session_is_alive
+from ui.settings import load_settings
+
+TIMEOUT = 20
+
+
+def wait_until(predicate, timeout=TIMEOUT):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def cancellable(job):
+    deadline = time.time() + TIMEOUT
+    while time.time() < deadline:
+        job.cancel.raise_if_cancelled()
+        time.sleep(0.01)
+    return "ran to the end"
+
+
+class FakeRuntime:
+    """Stands in for Streamlit's Runtime singleton: a set of connected session ids."""
+
+    def __init__(self, connected):
+        self.connected = set(connected)
+
+    def is_active_session(self, session_id):
+        return session_id in self.connected
+
+
+@pytest.fixture
+def runtime(monkeypatch):
+    fake = FakeRuntime({"tab-a", "tab-b"})
+    monkeypatch.setattr(ui.runtime.Runtime, "exists", staticmethod(lambda: True))
+    monkeypatch.setattr(ui.runtime.Runtime, "instance", staticmethod(lambda: fake))
+    return fake
+
+
+def test_the_liveness_probe_follows_the_runtimes_connected_sessions(runtime):
+    assert session_is_alive("tab-a") and session_is_alive("tab-b")
+    runtime.connected.discard("tab-a")  # the browser tab closed: Streamlit no longer counts it as active
+    assert not session_is_alive("tab-a") and session_is_alive("tab-b")
+    assert session_is_alive("local")  # scripts and tests outside a server are never "gone"
+
+
+def test_without_a_server_every_owner_counts_as_alive(monkeypatch):
+    monkeypatch.setattr(ui.runtime.Runtime, "exists", staticmethod(lambda: False))
+    assert session_is_alive("any-session-id")
+
+
+def test_a_closed_tab_loses_its_job_and_the_other_tab_gets_the_slot(runtime, caplog):
+    """The app's own probe wired into the watchdog: closing a tab cancels its running job, nobody else's."""
+    caplog.set_level(logging.INFO, logger="lantern.jobs")
+    manager = JobManager(max_concurrent=1, is_owner_alive=session_is_alive, watchdog_interval=0.02)
+    closing = manager.submit("tab-a", "train A", cancellable)
+    assert wait_until(lambda: closing.state == RUNNING)
+    release = threading.Event()
+    waiting = manager.submit("tab-b", "train B", lambda job: release.wait(TIMEOUT) and "B done")
+    assert manager.queue_position(waiting) == 1
+    runtime.connected.discard("tab-a")
+    assert manager.wait(closing, timeout=TIMEOUT).state == CANCELLED
+    assert wait_until(lambda: waiting.state == RUNNING)  # the freed slot goes to the open tab
+    release.set()
+    assert manager.wait(waiting, timeout=TIMEOUT).state == DONE and waiting.result == "B done"
+    records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "lantern.jobs"]
+    gone = [r for r in records if r["event"] == "owner_gone"]
+    assert [(r["job"], r["owner"]) for r in gone] == [(closing.id, "tab-a")]
+    finished = {r["job"]: r for r in records if r["event"] == "finished"}
+    assert finished[closing.id]["outcome"] == "cancelled" and finished[waiting.id]["outcome"] == "done"
+
+
+def test_job_log_lines_are_json_with_queue_wait_duration_and_outcome(caplog):
+    caplog.set_level(logging.INFO, logger="lantern.jobs")
+    manager = JobManager(max_concurrent=1)
+    gate = threading.Event()
+    first = manager.submit("alice-session-id", "first", lambda job: gate.wait(TIMEOUT))
+    second = manager.submit("bob", "second", lambda job: 1 / 0)
+    time.sleep(0.05)
+    gate.set()
+    manager.wait(first, timeout=TIMEOUT)
+    manager.wait(second, timeout=TIMEOUT)
+    records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "lantern.jobs" and r.getMessage().startswith("{")]
+    events = [(r["event"], r["job"]) for r in records]
+    assert events.index(("queued", second.id)) < events.index(("started", second.id)) < events.index(("finished", second.id))
+    started = {r["job"]: r for r in records if r["event"] == "started"}
+    finished = {r["job"]: r for r in records if r["event"] == "finished"}
+    assert started[second.id]["queue_wait_s"] >= 0.05  # it waited for the first job's slot
+    assert finished[first.id]["outcome"] == "done" and finished[first.id]["duration_s"] >= 0.05
+    assert finished[second.id]["outcome"] == "failed" and "ZeroDivisionError" in finished[second.id]["error"]
+    # Owners are logged shortened: enough to follow one session, not its full id.
+    assert {r["owner"] for r in records} == {"alice-se", "bob"}
+    assert all({"event", "job", "kind", "label", "owner"} <= set(r) for r in records)
+
+
+def test_the_admission_limit_is_sized_to_the_cores_and_read_from_the_environment(monkeypatch):
+    for name in ("LANTERN_MAX_CONCURRENT_JOBS", "LANTERN_MAX_JOBS_PER_SESSION", "LANTERN_MAX_QUEUE",
+                 "LANTERN_JOB_TIME_BUDGET_S"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    defaults = load_settings()
+    assert (defaults.max_concurrent_jobs, defaults.max_jobs_per_session, defaults.max_queue) == (6, 2, 32)
+    assert defaults.job_time_budget_s == 300
+    monkeypatch.setenv("LANTERN_MAX_CONCURRENT_JOBS", "3")
+    monkeypatch.setenv("LANTERN_MAX_QUEUE", "not a number")  # a typo in the environment keeps the default
+    monkeypatch.setenv("LANTERN_JOB_TIME_BUDGET_S", "1")  # too small to train anything: raised to the floor
+    configured = load_settings()
+    assert configured.max_concurrent_jobs == 3 and configured.max_queue == 32 and configured.job_time_budget_s == 5
+    monkeypatch.setenv("LANTERN_MAX_CONCURRENT_JOBS", "0")
+    assert load_settings().max_concurrent_jobs == 1  # never zero: that would queue every job forever
+
+
+@pytest.mark.app
+def test_a_full_server_shows_the_queue_position_and_cancel_leaves_the_queue(monkeypatch):
+    """Two other sessions' jobs hold the only slot and the head of the queue: Train says 'position 2'."""
+    from tests.app.helpers import no_exceptions, page
+
+    manager = ui.runtime.MANAGER
+    monkeypatch.setattr(manager, "max_concurrent", 1)
+    monkeypatch.setattr(manager, "max_per_session", 2)
+    release = threading.Event()
+    others = [manager.submit(f"other-session-{i}", f"other job {i}", lambda job: release.wait(TIMEOUT))
+              for i in range(2)]
+    try:
+        assert wait_until(lambda: others[0].state == RUNNING)
+        at = page("tabular_outliers")
+        at.run()
+        at.number_input(key="aegmm:epochs").set_value(1)
+        at.button(key="aegmm:train").click()
+        at.run()
+        no_exceptions(at)
+        job = at.session_state["job::aegmm"]
+        assert manager.queue_position(job) == 2
+        assert any("Train AEGMM is queued (position 2)" in info.value for info in at.info)
+        at.button(key="cancel::aegmm").click()
+        at.run()
+        no_exceptions(at)
+        assert job.state == CANCELLED and job.started is None  # it left the queue without ever running
+        assert any("Train AEGMM was cancelled" in w.value for w in at.warning)
+        assert manager.queue_position(others[1]) == 1  # the jobs behind it move up
+    finally:
+        release.set()
+        for job in others:
+            manager.wait(job, timeout=TIMEOUT)
+
+
+def test_the_live_loss_chart_reads_events_while_the_job_appends_them():
+    """Regression (found by bench/loadtest.py at N=4): the panel drew the loss from ``job.events`` while the job's
+    thread appended to it, and pandas raised "Length of values (2) does not match length of index (3)"."""
+    from ui.charts import loss_figure
+    from ui.jobs import Job
+
+    job = Job(id=1, owner="a", label="train", kind="train", fn=lambda j: None)
+    stop = threading.Event()
+
+    def train():
+        step = 0
+        while not stop.is_set():
+            step += 1
+            job.report({"kind": "batch", "epoch": 1, "step": step, "global_step": step, "loss": 1.0 / step})
+
+    writer = threading.Thread(target=train, daemon=True)
+    writer.start()
+    try:
+        assert wait_until(lambda: len(job.events) > 100)
+        for _ in range(100):  # before the fix nearly every call failed
+            figure = loss_figure(job.events)
+            assert len(figure.data) == 1 and len(figure.data[0].x) > 0
+    finally:
+        stop.set()
+        writer.join(timeout=TIMEOUT)
