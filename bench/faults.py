@@ -518,7 +518,9 @@ async def run_browser_cases(args, chosen) -> list[dict]:
 def markdown(records: list[dict]) -> str:
     lines = ["| fault | server | expected | observed | outcome |", "|---|---|---|---|---|"]
     for r in records:
-        observed = r["observed"].replace("|", "\\|").replace("\n", " ")
+        # Streamlit's alert text starts with its icon's name ("error"); drop it and the line breaks.
+        observed = re.sub(r'"error\s+', '"', r["observed"])
+        observed = re.sub(r"\s+", " ", observed).replace("|", "\\|")
         lines.append(f"| {r['case']} | {r['server']} | {r['expected']} | {observed} | "
                      f"{'✅ as expected' if r['passed'] else '❌ not as expected'} |")
     return "\n".join(lines)

@@ -325,7 +325,7 @@ async def move_slider(page, key: str, timeout_ms: int) -> tuple[dict, int]:
         await page.evaluate("() => window.__lanternSlider.stop()")
     state = await page.evaluate("() => { const s = window.__lanternSlider; "
                                 "return {t0: s.t0, t1: s.t1, tRun: s.tRun, tIdle: s.tIdle, after: s.after}; }")
-    since = lambda t: None if t is None else round(t - state["t0"], 1)  # noqa: E731
+    since = lambda t: None if t is None else round(t - state["t0"], 1)
     times = {"total": since(state["t1"]), "run_started": since(state["tRun"]), "run_finished": since(state["tIdle"])}
     return times, int(state["after"].replace(",", ""))
 
