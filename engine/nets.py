@@ -37,6 +37,11 @@ _SAFE_KEYS = {
     "padding", "pool_size", "axis", "momentum", "epsilon", "return_sequences", "return_state",
     "data_format", "recurrent_activation", "dilation_rate", "center", "scale",
 }
+# A spec from an archive is data, so its size is checked before any weight is allocated: a tampered
+# "units": 10**9 must fail with a message, not exhaust the server's memory.
+MAX_PARAMS = 20_000_000
+MAX_VALUES_PER_ROW = 10_000_000
+
 _ACTIVATIONS = {
     None, "linear", "relu", "tanh", "sigmoid", "softmax", "elu", "selu", "softplus", "softsign",
     "gelu", "swish", "silu", "leaky_relu", "relu6", "hard_sigmoid", "exponential", "log_softmax",
@@ -107,17 +112,59 @@ def build_sequential(spec: dict[str, Any], name: str | None = None) -> keras.Seq
         layer_specs = spec["layers"]
         if not isinstance(layer_specs, list):
             raise TypeError("layers must be a list")
-        layers: list = [keras.Input(tuple(int(d) for d in input_shape))]
+        shape = tuple(int(d) for d in input_shape)
+        _check_values(shape)
+        layers: list = [keras.Input(shape)]
+        n_params = 0
+        current = (None, *shape)
         for item in layer_specs:
             cls_name = item["class"]
             if cls_name not in _LAYERS:
                 raise ArchiveError(f"archive names layer type {cls_name!r}, which is not allowed.")
-            layers.append(_LAYERS[cls_name](**_clean_config(cls_name, dict(item["config"]))))
+            layer = _LAYERS[cls_name](**_clean_config(cls_name, dict(item["config"])))
+            n_params += _weights_of(cls_name, layer, current)
+            if n_params > MAX_PARAMS:
+                raise ArchiveError(f"the network in this archive would have more than {MAX_PARAMS:,} weights; "
+                                   "Lantern does not load networks that large.")
+            current = tuple(layer.compute_output_shape(current))
+            _check_values(current[1:])
+            layers.append(layer)
         return keras.Sequential(layers, name=name)
     except ArchiveError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise ArchiveError(f"network spec is malformed ({exc}).") from exc
+
+
+def _check_values(shape: tuple) -> None:
+    size = 1
+    for dim in shape:
+        if dim is not None:
+            if int(dim) < 0:
+                raise ArchiveError("network spec has a negative dimension.")
+            size *= int(dim)
+    if size > MAX_VALUES_PER_ROW:
+        raise ArchiveError(f"the network in this archive has a layer of more than {MAX_VALUES_PER_ROW:,} values per row; "
+                           "Lantern does not load networks that large.")
+
+
+def _weights_of(cls_name: str, layer: keras.layers.Layer, input_shape: tuple) -> int:
+    """Upper bound on the number of weights ``layer`` creates on ``input_shape``, without building it."""
+    channels = int(input_shape[-1] or 0)
+    if cls_name == "Dense":
+        return (channels + 1) * int(layer.units)
+    if cls_name in ("Conv1D", "Conv2D", "Conv2DTranspose"):
+        kernel = 1
+        for k in layer.kernel_size:
+            kernel *= int(k)
+        return (kernel * channels + 1) * int(layer.filters)
+    if cls_name == "LSTM":
+        return 4 * int(layer.units) * (channels + int(layer.units) + 1)
+    if cls_name == "GRU":
+        return 3 * int(layer.units) * (channels + int(layer.units) + 2)
+    if cls_name in ("BatchNormalization", "LayerNormalization"):
+        return 4 * channels
+    return 0
 
 
 def mlp(

@@ -154,3 +154,44 @@ def test_build_drops_keys_outside_the_allow_list():
     net = build_sequential(spec)
     dense = net.layers[0]
     assert dense.units == 2 and dense.kernel_regularizer is None and dense.compute_dtype == "float32"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"input_shape": [3], "layers": [{"class": "Dense", "config": {"units": 10**9}}]},
+        {"input_shape": [64], "layers": [{"class": "Dense", "config": {"units": 4000}},
+                                         {"class": "Dense", "config": {"units": 4000}},
+                                         {"class": "Dense", "config": {"units": 4000}}]},
+        {"input_shape": [10, 3], "layers": [{"class": "LSTM", "config": {"units": 5000}}]},
+        {"input_shape": [8, 8, 1], "layers": [{"class": "Conv2D", "config": {"filters": 10**6, "kernel_size": 3}}]},
+        {"input_shape": [10**8], "layers": []},
+        {"input_shape": [4], "layers": [{"class": "Reshape", "config": {"target_shape": [-1, 2]}},
+                                        {"class": "Dense", "config": {"units": 3}}]},
+    ],
+    ids=["huge-dense", "deep-wide", "huge-lstm", "huge-conv", "huge-input", "ok-reshape"],
+)
+def test_build_refuses_oversized_networks_before_allocating_them(spec):
+    if spec["layers"] and spec["layers"][0]["class"] == "Reshape":  # a small network still builds
+        assert build_sequential(spec).count_params() == 3 * 3
+        return
+    with pytest.raises(ArchiveError, match="does not load networks that large"):
+        build_sequential(spec)
+
+
+def test_the_weight_estimate_matches_keras_for_every_weighted_layer():
+    from engine.nets import _weights_of
+
+    cases = [
+        ("Dense", {"units": 7}, (None, 5)),
+        ("Conv1D", {"filters": 4, "kernel_size": 3}, (None, 20, 2)),
+        ("Conv2D", {"filters": 4, "kernel_size": 3}, (None, 8, 8, 3)),
+        ("Conv2DTranspose", {"filters": 3, "kernel_size": 3}, (None, 4, 4, 2)),
+        ("LSTM", {"units": 7}, (None, 20, 3)),
+        ("GRU", {"units": 5}, (None, 20, 3)),
+    ]
+    for name, config, shape in cases:
+        spec = {"input_shape": list(shape[1:]), "layers": [{"class": name, "config": config}]}
+        net = build_sequential(spec)
+        layer = net.layers[0]
+        assert _weights_of(name, layer, shape) == net.count_params(), name
