@@ -22,7 +22,19 @@ minimised by gradient steps (gradients clipped to ``clip``) with a polynomially 
 ``lr_k = lr0 * (1 - k / K) ** 0.5``; the L1 part by shrinkage-thresholding of ``w`` (threshold ``beta``, as in
 the paper and the reference), followed by the projection onto the feasible set (the nearest point within
 ``feature_range`` that satisfies the PN/PP constraint) and FISTA momentum ``y = x_new + k / (k + 3) *
-(x_new - x)``, also projected. A candidate counts as found when the attack holds with margin ``kappa`` (PN:
+(x_new - x)``, also projected.
+
+The PN feasible set of a feature is not convex: the interval ``feature_range`` minus the gap ``|z - n| <
+|x0 - n|``. Where both ends of the gap lie in the range, the projection is *lazy* (as in lazy-projection or
+dual-averaging gradient methods): the optimiser's state ``x, y`` may stay inside the gap, while the gradient is
+taken, and the candidate evaluated and returned, at the projected point (the nearest allowed end). A gradient that
+keeps pushing a feature towards ``n`` thus carries the state through the gap over several steps until the far end
+becomes the nearest one, and the candidate moves to the other side of ``n``; with an eager projection one step
+would have to get past ``n`` at once (at most ``learning_rate_init * clip`` per step), so PNs that need a feature
+to change sides were missed. Every returned PN still satisfies ``|z - n| >= |x0 - n|``. Gaps with one end outside
+the range (e.g. images with ``n`` at the lower bound) and PPs (no gap) are projected at once.
+
+A candidate counts as found when the attack holds with margin ``kappa`` (PN:
 ``p_o > p_t + kappa``; PP: ``p_t - kappa > p_o``); the best found candidate is the one with the smallest
 elastic-net size ``||w||_2^2 + beta * ||w||_1``. The constant ``c`` is searched over ``c_steps`` runs per
 instance: multiplied by 10 while nothing is found, bisected once something was.
@@ -100,6 +112,8 @@ _MASK_OFFSET = 1e4
 # iterates converge onto the success boundary itself, where float rounding decides "found" and the c search
 # (so batched and one-at-a-time runs) could part ways; 1e-3 in probability changes the solutions negligibly.
 _MARGIN_SLACK = 1e-3
+# Relative tolerance for a PN gap end that falls outside feature_range by float32 rounding only.
+_ROUNDING_TOL = 1e-6
 
 
 def _broadcast(value, shape: tuple, name: str) -> np.ndarray:
@@ -125,15 +139,19 @@ def _to_two_columns(proba: np.ndarray) -> np.ndarray:
     return np.concatenate([1.0 - proba, proba], axis=1) if proba.shape[1] == 1 else proba
 
 
-def _project(v, feasible: dict, xp):
+def _project(v, feasible: dict, xp, lazy: bool = False):
     """Nearest point of the feasible set: clip to ``[lo, hi]``, then move points inside the gap to its nearest end.
 
-    ``xp`` is ``numpy`` or ``tensorflow`` (the same code runs in the compiled loop and in the black-box loop).
+    With ``lazy=True`` (the optimiser's state, see :class:`CEM`) points inside a gap that has an allowed end on both
+    sides are left where they are; only the clip and the other gaps are applied. ``xp`` is ``numpy`` or
+    ``tensorflow`` (the same code runs in the compiled loop and in the black-box loop).
     """
     clip = np.clip if xp is np else tf.clip_by_value
     v = clip(v, feasible["lo"], feasible["hi"])
     gap_lo, gap_hi = feasible["gap_lo"], feasible["gap_hi"]
     in_gap = (v > gap_lo) & (v < gap_hi)
+    if lazy:
+        in_gap = in_gap & ~feasible["crossable"]
     inf = np.float32(np.inf)
     to_low = xp.where(feasible["low_ok"], v - gap_lo, inf)
     to_up = xp.where(feasible["up_ok"], gap_hi - v, inf)
@@ -604,6 +622,11 @@ class CEM:
             # the range's edge rather than jumping to the far side of n)
             gap_lo = np.where(X < no_info, np.maximum(no_info - radius, lo), no_info - radius)
             gap_hi = np.where(X >= no_info, np.minimum(no_info + radius, hi), no_info + radius)
+            # a far end that misses the range by float rounding only (e.g. a median half-way between the training
+            # min and max) is the range's edge, so that it stays reachable
+            tol_lo, tol_hi = (_ROUNDING_TOL * (1.0 + np.abs(b)) for b in (lo, hi))
+            gap_lo = np.where((gap_lo < lo) & (gap_lo >= lo - tol_lo), lo, gap_lo)
+            gap_hi = np.where((gap_hi > hi) & (gap_hi <= hi + tol_hi), hi, gap_hi)
             anchor = X
         else:
             # The search starts with no evidence (at n) and adds back as little of x0 as it can.
@@ -617,6 +640,8 @@ class CEM:
             "lo": lo.astype(f32), "hi": hi.astype(f32), "gap_lo": gap_lo.astype(f32), "gap_hi": gap_hi.astype(f32),
             # which end of the gap exists inside [lo, hi], and which one a point in the middle goes to
             "low_ok": gap_lo >= lo, "up_ok": gap_hi <= hi, "up_first": X >= no_info, "home": home.astype(f32),
+            # gaps with an allowed end on both sides: the optimiser's state may cross them over several steps
+            "crossable": (gap_lo >= lo) & (gap_hi <= hi) & (gap_hi > gap_lo),
         }
         return {"anchor": np.ascontiguousarray(anchor, dtype=f32), "feasible": feasible, "start": home.astype(f32),
                 "no_info": no_info}
@@ -672,14 +697,18 @@ class CEM:
             def body(k, x, y, grad, found_c, step_best, best_dist, best_z, best_proba, stall, active):
                 k_f = tf.cast(k, tf.float32)
                 lr = lr0 * tf.sqrt(1.0 - k_f / max_iter_f)
+                # x and y are the optimiser's (lazily projected) state; gradients and candidates are taken at
+                # their projections onto the feasible set
+                y_eval = _project(y, feasible, tf)
                 with tf.GradientTape() as tape:
-                    tape.watch(y)
-                    loss = smooth_loss(y)
-                g = tf.clip_by_value(tape.gradient(loss, y), clip_lo, clip_hi)
+                    tape.watch(y_eval)
+                    loss = smooth_loss(y_eval)
+                g = tf.clip_by_value(tape.gradient(loss, y_eval), clip_lo, clip_hi)
                 w = y - lr * g - anchor
                 w = tf.sign(w) * tf.maximum(tf.abs(w) - beta, 0.0)  # shrinkage-thresholding of the L1 term
-                x_new = _project(anchor + w, feasible, tf)
-                y_new = _project(x_new + (k_f / (k_f + 3.0)) * (x_new - x), feasible, tf)  # FISTA momentum
+                x_state = _project(anchor + w, feasible, tf, lazy=True)
+                y_new = _project(x_state + (k_f / (k_f + 3.0)) * (x_state - x), feasible, tf, lazy=True)  # FISTA
+                x_new = _project(x_state, feasible, tf)  # the candidate explanation
                 proba = self._model_proba(x_new)
                 target, other = class_scores(proba)
                 success = other > target + kappa if mode_pn else target - kappa > other
@@ -695,7 +724,7 @@ class CEM:
                 best_proba = tf.where(better[:, None], proba, best_proba)
                 stall = tf.where(better_step, 0, stall + 1)
                 active_b = tf.reshape(active, per_inst)
-                x = tf.where(active_b, x_new, x)
+                x = tf.where(active_b, x_state, x)
                 y = tf.where(active_b, y_new, y)
                 grad = tf.where(active_b, g, grad)
                 active = active & (stall < patience)
@@ -799,16 +828,19 @@ class CEM:
         k = 0
         while k < max_iter and active.any():
             lr = hyper["lr0"] * np.sqrt(1.0 - k / max_iter)
-            g_smooth = 2.0 * (y - anchor)
+            y_eval = _project(y, feasible, np).astype(np.float32)  # x, y: the lazily projected state
+            g_smooth = 2.0 * (y_eval - anchor)
             if ae_grad is not None:
-                g_smooth = g_smooth + gamma * ae_grad(tf.constant(y)).numpy()
+                g_smooth = g_smooth + gamma * ae_grad(tf.constant(y_eval)).numpy()
             g_smooth = np.clip(g_smooth, clip_lo, clip_hi)
             w = y - lr * (g_smooth + g_num) - anchor
             w = np.sign(w) * np.maximum(np.abs(w) - beta, 0.0)
-            x_new = _project(anchor + w, feasible, np).astype(np.float32)
-            y_new = _project(x_new + (k / (k + 3.0)) * (x_new - x), feasible, np).astype(np.float32)
+            x_state = _project(anchor + w, feasible, np, lazy=True).astype(np.float32)
+            y_new = _project(x_state + (k / (k + 3.0)) * (x_state - x), feasible, np, lazy=True).astype(np.float32)
+            x_new = _project(x_state, feasible, np).astype(np.float32)
             refresh = (k + 1) % every == 0 and k + 1 < max_iter
-            proba, g_num_new = call(x_new, y_new if refresh else None)
+            y_new_eval = _project(y_new, feasible, np).astype(np.float32) if refresh else None
+            proba, g_num_new = call(x_new, y_new_eval)
             target = np.sum(proba * onehot, axis=-1)
             other = np.max(proba * (1.0 - onehot) - onehot * _MASK_OFFSET, axis=-1)
             success = other > target + kappa if self.mode == "PN" else target - kappa > other
@@ -823,7 +855,7 @@ class CEM:
             best["proba"] = np.where(better[:, None], proba.astype(np.float32), best["proba"])
             stall = np.where(better_step, 0, stall + 1)
             act_b = active.reshape(per_inst)
-            x = np.where(act_b, x_new, x)
+            x = np.where(act_b, x_state, x)
             y = np.where(act_b, y_new, y)
             g_graph = np.where(act_b, g_smooth, g_graph)
             if g_num_new is not None:

@@ -107,6 +107,59 @@ def test_pn_of_a_row_outside_feature_range_stays_at_the_range_edge():
     assert 1.0 < exp.PN[0, 1] <= 3.0
 
 
+def _class_1_below_minus_one():
+    """Two features, two classes; class 1 once the first feature drops below -1 (the second is irrelevant)."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
+    model.layers[0].set_weights([np.array([[0.0, -4.0], [0.0, 0.0]], np.float32), np.array([0.0, -4.0], np.float32)])
+
+    def predict_fn(x):
+        logits = np.stack([np.zeros(len(x)), -4.0 * (np.asarray(x, np.float64)[:, 0] + 1.0)], axis=1)
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    return model, predict_fn
+
+
+@pytest.mark.parametrize("white_box", [True, False])
+def test_pn_that_needs_a_feature_to_cross_the_no_info_value_is_found(white_box):
+    """x0 = (2, 0.5), n = 0: the only PNs put the first feature at or below -2, across the gap (-2, 2).
+
+    One gradient step moves a feature by at most learning_rate_init * clip = 1 (2 are needed to get past n), so an
+    eagerly projected search always falls back to x0's side and finds nothing; the lazily projected state crosses
+    the gap over several steps.
+    """
+    model, predict_fn = _class_1_below_minus_one()
+    x = np.array([[2.0, 0.5], [-0.5, 0.5]], np.float32)  # the second row needs no crossing (its PN is below -1.1)
+    cem = CEM(model if white_box else predict_fn, mode="PN", shape=(1, 2), feature_range=(-3.0, 3.0),
+              no_info_val=0.0, kappa=0.2, beta=0.1, c_init=1e4, c_steps=3, max_iterations=300)
+    exp = cem.explain(x)
+    assert exp.found.all() and np.array_equal(exp.X_pred, [0, 0]) and np.array_equal(exp.PN_pred, [1, 1])
+    assert np.array_equal(predict_fn(exp.PN).argmax(1), [1, 1])
+    # features only move away from n = 0, and stay in the range
+    assert np.all(np.abs(exp.PN) >= np.abs(x) - 1e-6) and np.all(np.abs(exp.PN) <= 3.0 + 1e-6)
+    # the smallest PN of the first row is the far end of the gap: the first feature at -2, the second unchanged
+    assert exp.PN[0, 0] == pytest.approx(-2.0, abs=0.05) and exp.PN[0, 1] == pytest.approx(0.5, abs=1e-6)
+    assert -1.5 < exp.PN[1, 0] < -1.1 and exp.PN[1, 1] == pytest.approx(0.5, abs=1e-6)
+    # the same result one row at a time
+    single = cem.explain(x[:1])
+    assert single.found[0]
+    np.testing.assert_allclose(single.PN, exp.PN[:1], atol=1e-3)
+
+
+def test_pn_far_end_on_the_range_edge_is_reachable_despite_float_rounding():
+    """n half-way between the range's ends and x0 on the upper end: the PN's far end is the lower end exactly, but
+    n - |x0 - n| misses it by one float32 rounding step; it must still count as inside the range."""
+    n, x0, lo = np.float32(0.13250971), np.float32(1.712096), np.float32(-1.4470764)
+    assert n - abs(x0 - n) < lo  # the rounding this test is about
+
+    _, predict_fn = _class_1_below_minus_one()
+    cem = CEM(predict_fn, mode="PN", shape=(1, 2), feature_range=(np.array([lo, -3.0]), np.array([x0, 3.0])),
+              no_info_val=np.array([n, 0.0]), kappa=0.2, c_init=1e4, c_steps=3, max_iterations=300)
+    exp = cem.explain(np.array([[x0, 0.5]], np.float32))
+    assert exp.found[0] and exp.PN_pred == 1
+    assert exp.PN[0, 0] == lo and exp.PN[0, 1] == pytest.approx(0.5)
+
+
 def test_autoencoder_term_is_used_with_model_and_black_box(iris):
     x = iris["x_test"][:2]
     ae = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, kernel_initializer="zeros")])  # AE(z) = 0
