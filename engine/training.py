@@ -8,6 +8,7 @@ honours Keras callbacks (``EarlyStopping`` and friends), and is reproducible und
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -107,6 +108,35 @@ def resolve_optimizer(optimizer: Any) -> keras.optimizers.Optimizer:
     raise TypeError(
         f"optimizer must be a name such as 'adam', a keras optimizer class or instance, got {optimizer!r}."
     )
+
+
+@contextlib.contextmanager
+def _direct_updates(optimizer: keras.optimizers.Optimizer):
+    """Let ``optimizer`` update variables directly while no ``tf.distribute`` strategy is active.
+
+    Keras' TensorFlow optimizers route every variable update through ``tf.distribute`` (merge call,
+    ``extended.update``) even under the default, single-device strategy. Traced inside a
+    ``tf.function``, that path keeps the function's whole graph alive after the model, the
+    optimizer and the function are gone: about 10 MB of server memory per training that never
+    comes back (a long-running shared demo trains thousands of models). Outside a real strategy
+    the routing does nothing but call ``update_step`` per variable, so this calls it directly, for
+    the duration of one :func:`train`, and restores the optimizer afterwards.
+    """
+    backend_update = getattr(type(optimizer), "_backend_update_step", None)
+    if backend_update is None or tf.distribute.has_strategy() or "_backend_update_step" in vars(optimizer):
+        yield
+        return
+
+    def update(grads, trainable_variables, learning_rate):
+        for grad, variable in zip(grads, trainable_variables):
+            optimizer.update_step(grad, variable.value if isinstance(variable, keras.Variable) else variable,
+                                  learning_rate)
+
+    optimizer._backend_update_step = update
+    try:
+        yield
+    finally:
+        del optimizer._backend_update_step
 
 
 def _make_dataset(x, y, batch_size: int, shuffle: bool, seed: int | None) -> tf.data.Dataset:
@@ -253,64 +283,65 @@ def train(
         history.metrics[metric_name] = []
     start = time.perf_counter()
     callback_list.on_train_begin()
-    for epoch in range(1, epochs + 1):
-        callback_list.on_epoch_begin(epoch - 1)
-        if metric is not None:
-            metric.reset_state()
-        loss_sum, step = 0.0, 0
-        for batch in dataset:
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            inputs = batch[0]
-            target = batch[1] if y is not None else inputs
-            if preprocess_fn is not None:
-                inputs = preprocess_fn(inputs)
-                if y is None:
-                    target = inputs
-            callback_list.on_train_batch_begin(step)
-            loss = float(train_step(inputs, target))
-            if not math.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"the loss became {loss} in epoch {epoch}, batch {step + 1}: lower the learning rate, "
-                    "standardise the features, or remove extreme rows."
-                )
-            step += 1
-            loss_sum += loss
-            logs = {"loss": loss_sum / step}
+    with _direct_updates(optimizer):
+        for epoch in range(1, epochs + 1):
+            callback_list.on_epoch_begin(epoch - 1)
             if metric is not None:
-                logs[metric_name] = float(metric.result())
-            callback_list.on_train_batch_end(step - 1, logs)
+                metric.reset_state()
+            loss_sum, step = 0.0, 0
+            for batch in dataset:
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                inputs = batch[0]
+                target = batch[1] if y is not None else inputs
+                if preprocess_fn is not None:
+                    inputs = preprocess_fn(inputs)
+                    if y is None:
+                        target = inputs
+                callback_list.on_train_batch_begin(step)
+                loss = float(train_step(inputs, target))
+                if not math.isfinite(loss):
+                    raise TrainingDivergedError(
+                        f"the loss became {loss} in epoch {epoch}, batch {step + 1}: lower the learning rate, "
+                        "standardise the features, or remove extreme rows."
+                    )
+                step += 1
+                loss_sum += loss
+                logs = {"loss": loss_sum / step}
+                if metric is not None:
+                    logs[metric_name] = float(metric.result())
+                callback_list.on_train_batch_end(step - 1, logs)
+                elapsed = time.perf_counter() - start
+                if progress is not None:
+                    progress(TrainingEvent("batch", epoch, epochs, step, steps_per_epoch, logs["loss"],
+                                           {k: v for k, v in logs.items() if k != "loss"}, elapsed))
+                if time_budget is not None and elapsed >= time_budget:
+                    history.stopped = "time_budget"
+                    break
+                if model.stop_training:
+                    history.stopped = "callback"
+                    break
+            epoch_loss = loss_sum / max(step, 1)
+            history.loss.append(epoch_loss)
+            history.epochs_run = epoch
+            epoch_logs = {"loss": epoch_loss}
+            if metric is not None:
+                epoch_logs[metric_name] = float(metric.result())
+                history.metrics[metric_name].append(epoch_logs[metric_name])
+            callback_list.on_epoch_end(epoch - 1, epoch_logs)
             elapsed = time.perf_counter() - start
             if progress is not None:
-                progress(TrainingEvent("batch", epoch, epochs, step, steps_per_epoch, logs["loss"],
-                                       {k: v for k, v in logs.items() if k != "loss"}, elapsed))
-            if time_budget is not None and elapsed >= time_budget:
-                history.stopped = "time_budget"
-                break
-            if model.stop_training:
+                progress(TrainingEvent("epoch", epoch, epochs, steps_per_epoch if history.stopped == "completed" else step,
+                                       steps_per_epoch, epoch_loss,
+                                       {k: v for k, v in epoch_logs.items() if k != "loss"}, elapsed))
+            if verbose:
+                logger.info("epoch %d/%d loss %.5f", epoch, epochs, epoch_loss)
+            if history.stopped == "completed" and model.stop_training:
                 history.stopped = "callback"
+            if history.stopped == "completed" and time_budget is not None and elapsed >= time_budget:
+                history.stopped = "time_budget"
+            if history.stopped != "completed":
                 break
-        epoch_loss = loss_sum / max(step, 1)
-        history.loss.append(epoch_loss)
-        history.epochs_run = epoch
-        epoch_logs = {"loss": epoch_loss}
-        if metric is not None:
-            epoch_logs[metric_name] = float(metric.result())
-            history.metrics[metric_name].append(epoch_logs[metric_name])
-        callback_list.on_epoch_end(epoch - 1, epoch_logs)
-        elapsed = time.perf_counter() - start
-        if progress is not None:
-            progress(TrainingEvent("epoch", epoch, epochs, steps_per_epoch if history.stopped == "completed" else step,
-                                   steps_per_epoch, epoch_loss,
-                                   {k: v for k, v in epoch_logs.items() if k != "loss"}, elapsed))
-        if verbose:
-            logger.info("epoch %d/%d loss %.5f", epoch, epochs, epoch_loss)
-        if history.stopped == "completed" and model.stop_training:
-            history.stopped = "callback"
-        if history.stopped == "completed" and time_budget is not None and elapsed >= time_budget:
-            history.stopped = "time_budget"
-        if history.stopped != "completed":
-            break
     callback_list.on_train_end()
     history.seconds = time.perf_counter() - start
     return history

@@ -352,3 +352,50 @@ def test_no_training_rows_is_a_data_error():
 
     with pytest.raises(DataError, match="no training rows"):
         train(mlp(2, [], 1), lambda t, o: keras.ops.mean((t - o) ** 2), np.zeros((0, 2), "float32"))
+
+
+def _func_graphs_alive() -> int:
+    import gc
+
+    from tensorflow.python.framework.func_graph import FuncGraph
+
+    gc.collect()
+    return sum(1 for obj in gc.get_objects() if isinstance(obj, FuncGraph))
+
+
+def test_a_finished_training_leaves_no_traced_graph_behind():
+    # Keras' tf.distribute update path kept every training step's graph (~10 MB each) alive forever
+    x, y = toy_regression()
+
+    def one_training():
+        train(mlp(4, [8], 1, seed=0), mse, x, y, optimizer="adam", epochs=1, batch_size=32, seed=0)
+
+    one_training()
+    before = _func_graphs_alive()
+    for _ in range(3):
+        one_training()
+    assert _func_graphs_alive() <= before
+
+
+@pytest.mark.parametrize("make_optimizer", [
+    lambda: keras.optimizers.Adam(learning_rate=0.01),
+    lambda: keras.optimizers.AdamW(learning_rate=0.01, weight_decay=0.1, clipnorm=0.5),
+    lambda: keras.optimizers.SGD(learning_rate=0.05, momentum=0.9, use_ema=True),
+], ids=["adam", "adamw-clipnorm", "sgd-momentum-ema"])
+def test_direct_updates_give_the_same_weights_as_keras_own_update_path(make_optimizer, monkeypatch):
+    import contextlib
+
+    import engine.training as training
+
+    x, y = toy_regression()
+    direct_optimizer = make_optimizer()
+    direct = mlp(4, [8], 1, seed=0)
+    train(direct, mse, x, y, optimizer=direct_optimizer, epochs=3, batch_size=16, seed=0)
+    assert "_backend_update_step" not in vars(direct_optimizer)  # the optimizer is given back as it was
+
+    monkeypatch.setattr(training, "_direct_updates", lambda optimizer: contextlib.nullcontext())
+    routed = mlp(4, [8], 1, seed=0)
+    train(routed, mse, x, y, optimizer=make_optimizer(), epochs=3, batch_size=16, seed=0)
+    for a, b in zip(direct.get_weights(), routed.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(direct.get_weights()[0], mlp(4, [8], 1, seed=0).get_weights()[0])  # it did train
