@@ -97,6 +97,52 @@ def session_is_alive(owner: str) -> bool:
     return Runtime.instance().is_active_session(owner)
 
 
+def _memory_census() -> dict:
+    """What the server holds: RSS, live Streamlit sessions, Keras models, Lantern job results (costly: walks the heap)."""
+    import gc
+
+    import keras
+    from streamlit.runtime.app_session import AppSession
+
+    from ui.jobs import Job
+
+    counts = {"app_sessions": 0, "keras_models": 0, "jobs": 0}
+    for obj in gc.get_objects():
+        if isinstance(obj, AppSession):
+            counts["app_sessions"] += 1
+        elif isinstance(obj, keras.Model):
+            counts["keras_models"] += 1
+        elif isinstance(obj, Job):
+            counts["jobs"] += 1
+    try:
+        rss_kb = int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        rss_kb = -1
+    return {"event": "memory", "rss_mib": round(rss_kb / 1024, 1), **counts}
+
+
+def _start_memory_log(interval: float) -> None:
+    """With ``LANTERN_MEMORY_LOG_S`` set, log a :func:`_memory_census` line every that many seconds (diagnostics)."""
+    import json
+    import threading
+    import time
+
+    def loop() -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                logging.getLogger("lantern.memory").info(json.dumps(_memory_census()))
+            except Exception:  # diagnostics must never take the server down
+                pass
+
+    threading.Thread(target=loop, name="lantern-memory-log", daemon=True).start()
+
+
+if SETTINGS.memory_log_s > 0 and not getattr(sys.modules[__name__], "_memory_log_started", False):
+    _memory_log_started = True
+    _start_memory_log(SETTINGS.memory_log_s)
+
+
 MANAGER = JobManager(
     max_concurrent=SETTINGS.max_concurrent_jobs,
     max_per_session=SETTINGS.max_jobs_per_session,

@@ -32,6 +32,7 @@ class Settings:
     max_columns: int
     max_iterations: int
     trusted_mode: bool
+    memory_log_s: int = 0
 
     @property
     def ingest_limits(self) -> IngestLimits:
@@ -55,6 +56,7 @@ def load_settings() -> Settings:
         max_columns=max(2, _int_env("LANTERN_MAX_COLUMNS", 1_000)),
         max_iterations=max(10, _int_env("LANTERN_MAX_ITERATIONS", 2_000)),
         trusted_mode=os.environ.get("LANTERN_TRUSTED", "0") == "1",
+        memory_log_s=max(0, _int_env("LANTERN_MEMORY_LOG_S", 0)),
     )
 
 

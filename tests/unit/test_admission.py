@@ -132,6 +132,27 @@ def test_the_admission_limit_is_sized_to_the_cores_and_read_from_the_environment
     assert load_settings().max_concurrent_jobs == 1  # never zero: that would queue every job forever
 
 
+def test_the_memory_census_counts_what_the_server_holds(monkeypatch):
+    import keras
+
+    from ui.jobs import Job
+    from ui.runtime import _memory_census
+
+    monkeypatch.delenv("LANTERN_MEMORY_LOG_S", raising=False)
+    assert load_settings().memory_log_s == 0  # off unless asked for
+    monkeypatch.setenv("LANTERN_MEMORY_LOG_S", "30")
+    assert load_settings().memory_log_s == 30
+
+    before = _memory_census()
+    assert before["event"] == "memory" and before["rss_mib"] > 0
+    held = [keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]),
+            Job(id=1, owner="someone", label="demo", kind="train", fn=lambda job: None)]
+    after = _memory_census()
+    assert after["keras_models"] > before["keras_models"]
+    assert after["jobs"] == before["jobs"] + 1
+    del held
+
+
 @pytest.mark.app
 def test_a_full_server_shows_the_queue_position_and_cancel_leaves_the_queue(monkeypatch):
     """Two other sessions' jobs hold the only slot and the head of the queue: Train says 'position 2'."""
