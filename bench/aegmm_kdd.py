@@ -58,6 +58,7 @@ from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_sco
 from engine.nets import mlp  # noqa: E402
 from engine.od import OutlierAEGMM  # noqa: E402
 from engine.od.aegmm import eucl_cosim_features  # noqa: E402
+from machine_info import cpu_model, load_average  # noqa: E402
 
 KDD = Path("/work/shared/benchdata/kddcup.data_10_percent.gz")
 RESULTS = ROOT / "bench" / "results" / "aegmm_kdd.json"
@@ -297,14 +298,8 @@ def measure_speed(X: np.ndarray, y: np.ndarray, args) -> dict:
 
 # ---------------------------------------------------------------------- reporting
 def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    return {"cpu_model": model, "cores": os.cpu_count(), "python": platform.python_version(),
+    return {"cpu_model": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "tensorflow": tf.__version__, "keras": keras.__version__}
-
-
-def load_average() -> list[float]:
-    return [round(v, 2) for v in os.getloadavg()]
 
 
 def summarise(rows: list[dict]) -> dict:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.datasets import load_dataset  # noqa: E402
 from engine.explainers import AnchorTabular  # noqa: E402
+from machine_info import cpu_model  # noqa: E402
 
 REFERENCE = {
     "adult": {"seconds_per_explanation": 1.1, "anchor_length": 4, "coverage": 0.12, "heldout_precision": 0.965},
@@ -54,16 +54,6 @@ ADULT_COLUMNS = [
     ("hours_per_week", "Hours per week", False),
     ("native_country", "Country", True),
 ]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def load_adult():

@@ -60,23 +60,10 @@ from engine.datasets import load_dataset  # noqa: E402
 from engine.explainers import CEM  # noqa: E402
 from engine.explainers import cem as cem_module  # noqa: E402
 from engine.training import train  # noqa: E402
+from machine_info import cpu_model, load_average  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "cem.json"
 REFERENCE_SECONDS = {"iris": 5.4, "digits": 6.2}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load_avg() -> list[float]:
-    return [round(v, 2) for v in os.getloadavg()]
 
 
 def glorot(seed: int):
@@ -311,7 +298,7 @@ def main() -> None:
     args = parser.parse_args()
     n_single = 3 if args.quick else args.n_single
     started = time.perf_counter()
-    env = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_avg_before": load_avg(),
+    env = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_avg_before": load_average(),
            "tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version(),
            "command": "python bench/cem.py " + " ".join(sys.argv[1:])}
     print(f"CPU: {env['cpu']} x {env['cores']} cores; load average {env['load_avg_before']}", flush=True)
@@ -354,7 +341,7 @@ def main() -> None:
                                       {"early_stop": 50}, batched_only=True))
 
     comparisons = compare_with_reference_rule(results)
-    env["load_avg_after"] = load_avg()
+    env["load_avg_after"] = load_average()
     env["total_seconds"] = time.perf_counter() - started
     payload = {
         "env": env,

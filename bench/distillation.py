@@ -40,6 +40,7 @@ from engine.ad import ModelDistillation, fgsm, harmfulness, pgd  # noqa: E402
 from engine.classifiers import LabelEncoder, build_classifier, train_classifier  # noqa: E402
 from engine.datasets import get_dataset, load_dataset  # noqa: E402
 from engine.preprocessing import Standardizer  # noqa: E402
+from machine_info import cpu_model  # noqa: E402
 
 REFERENCE = {
     "setup": "sklearn digits, MLP teacher, smaller MLP student, 50 epochs",
@@ -297,15 +298,7 @@ def markdown(summary: dict) -> str:
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "tensorflow": __import__("tensorflow").__version__, "keras": keras.__version__}
 
 

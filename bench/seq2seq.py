@@ -47,6 +47,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 
 from engine.datasets import load_dataset  # noqa: E402
 from engine.od import OutlierSeq2Seq  # noqa: E402
+from machine_info import cpu_model, load_average  # noqa: E402
 
 ECG5000 = Path("/work/shared/benchdata/ECG5000_TRAIN.txt.gz")
 RESULTS = ROOT / "bench" / "results" / "seq2seq.json"
@@ -183,20 +184,6 @@ def fit_timed(detector: OutlierSeq2Seq, X, **kwargs):
 def summary(runs: list[dict]) -> dict:
     keys = runs[0].keys()
     return {k: {"mean": float(np.mean([r[k] for r in runs])), "std": float(np.std([r[k] for r in runs]))} for k in keys}
-
-
-def load_average() -> list[float]:
-    return [round(v, 2) for v in os.getloadavg()]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 # ---------------------------------------------------------------------- protocols
