@@ -138,8 +138,7 @@ def _start_memory_log(interval: float) -> None:
     threading.Thread(target=loop, name="lantern-memory-log", daemon=True).start()
 
 
-if SETTINGS.memory_log_s > 0 and not getattr(sys.modules[__name__], "_memory_log_started", False):
-    _memory_log_started = True
+if SETTINGS.memory_log_s > 0:  # this module is imported once per server process
     _start_memory_log(SETTINGS.memory_log_s)
 
 
