@@ -8,6 +8,7 @@ from a ``keras.Sequential`` of allowed layers (the networks users pass to detect
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import keras
@@ -137,13 +138,10 @@ def build_sequential(spec: dict[str, Any], name: str | None = None) -> keras.Seq
 
 
 def _check_values(shape: tuple) -> None:
-    size = 1
-    for dim in shape:
-        if dim is not None:
-            if int(dim) < 0:
-                raise ArchiveError("network spec has a negative dimension.")
-            size *= int(dim)
-    if size > MAX_VALUES_PER_ROW:
+    dims = [int(dim) for dim in shape if dim is not None]
+    if any(dim < 0 for dim in dims):
+        raise ArchiveError("network spec has a negative dimension.")
+    if math.prod(dims) > MAX_VALUES_PER_ROW:
         raise ArchiveError(f"the network in this archive has a layer of more than {MAX_VALUES_PER_ROW:,} values per row; "
                            "Lantern does not load networks that large.")
 
@@ -154,9 +152,7 @@ def _weights_of(cls_name: str, layer: keras.layers.Layer, input_shape: tuple) ->
     if cls_name == "Dense":
         return (channels + 1) * int(layer.units)
     if cls_name in ("Conv1D", "Conv2D", "Conv2DTranspose"):
-        kernel = 1
-        for k in layer.kernel_size:
-            kernel *= int(k)
+        kernel = math.prod(int(k) for k in layer.kernel_size)
         return (kernel * channels + 1) * int(layer.filters)
     if cls_name == "LSTM":
         return 4 * int(layer.units) * (channels + int(layer.units) + 1)

@@ -122,8 +122,8 @@ def _direct_updates(optimizer: keras.optimizers.Optimizer):
     the routing does nothing but call ``update_step`` per variable, so this calls it directly, for
     the duration of one :func:`train`, and restores the optimizer afterwards.
     """
-    backend_update = getattr(type(optimizer), "_backend_update_step", None)
-    if backend_update is None or tf.distribute.has_strategy() or "_backend_update_step" in vars(optimizer):
+    if (not hasattr(type(optimizer), "_backend_update_step") or tf.distribute.has_strategy()
+            or "_backend_update_step" in vars(optimizer)):
         yield
         return
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import gc
+import json
 import logging
 import sys
+import threading
+import time
+from pathlib import Path
 
+import keras
 from streamlit.runtime import Runtime
+from streamlit.runtime.app_session import AppSession
 from streamlit.runtime.scriptrunner import script_runner as _script_runner
 from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
-from ui.jobs import JobManager
+from ui.jobs import Job, JobManager
 from ui.settings import SETTINGS
 
 
@@ -99,13 +106,6 @@ def session_is_alive(owner: str) -> bool:
 
 def _memory_census() -> dict:
     """What the server holds: RSS, live Streamlit sessions, Keras models, Lantern job results (costly: walks the heap)."""
-    import gc
-
-    import keras
-    from streamlit.runtime.app_session import AppSession
-
-    from ui.jobs import Job
-
     counts = {"app_sessions": 0, "keras_models": 0, "jobs": 0}
     for obj in gc.get_objects():
         if isinstance(obj, AppSession):
@@ -115,7 +115,7 @@ def _memory_census() -> dict:
         elif isinstance(obj, Job):
             counts["jobs"] += 1
     try:
-        rss_kb = int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0])
+        rss_kb = int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0])
     except (OSError, IndexError, ValueError):
         rss_kb = -1
     return {"event": "memory", "rss_mib": round(rss_kb / 1024, 1), **counts}
@@ -123,10 +123,6 @@ def _memory_census() -> dict:
 
 def _start_memory_log(interval: float) -> None:
     """With ``LANTERN_MEMORY_LOG_S`` set, log a :func:`_memory_census` line every that many seconds (diagnostics)."""
-    import json
-    import threading
-    import time
-
     def loop() -> None:
         while True:
             time.sleep(interval)
