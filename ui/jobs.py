@@ -243,15 +243,21 @@ class JobManager:
     def _watch(self) -> None:
         while True:
             time.sleep(self._watchdog_interval)
-            with self._lock:
-                jobs = list(self._running + self._queue)
-            if not jobs:
-                continue
-            for job in jobs:
-                try:
-                    alive = self.is_owner_alive(job.owner)
-                except Exception:  # a liveness probe must never take the watchdog down
-                    alive = True
-                if not alive:
-                    self._log("owner_gone", job)
-                    self.cancel(job)
+            self._cancel_orphans()
+
+    def _cancel_orphans(self) -> None:
+        """Cancel the active jobs whose owner has gone.
+
+        A method of its own so that no job stays referenced from the watchdog's frame while it sleeps: a
+        loop variable left there would keep the last job checked (and everything its result holds) alive.
+        """
+        with self._lock:
+            jobs = list(self._running + self._queue)
+        for job in jobs:
+            try:
+                alive = self.is_owner_alive(job.owner)
+            except Exception:  # a liveness probe must never take the watchdog down
+                alive = True
+            if not alive:
+                self._log("owner_gone", job)
+                self.cancel(job)

@@ -6,8 +6,10 @@ test sleeps longer than a few polling intervals.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 
 import keras
 import numpy as np
@@ -243,6 +245,29 @@ def test_a_failing_liveness_probe_does_not_cancel_anything(gates):
     assert job.state == RUNNING and not job.cancel.cancelled
     gate.release.set()
     assert manager.wait(job, timeout=TIMEOUT).state == DONE
+
+
+def test_a_finished_job_is_not_kept_alive_by_the_manager_or_its_watchdog(gates):
+    """Once its session drops it, a finished job (and the detector and data its result holds) must be freed.
+
+    The watchdog once kept the last job it had checked in its loop variable while it slept, and with it the
+    page's whole result: every closed session's models stayed in memory.
+    """
+    class Result:  # a stand-in for what a page keeps (detector, data, scores)
+        pass
+
+    manager = JobManager(is_owner_alive=lambda owner: True, watchdog_interval=0.01)
+    gate = gates("kept result")
+    job = manager.submit("a", "job", lambda job: (gate(job), Result())[1])
+    assert gate.started.wait(TIMEOUT)
+    time.sleep(0.1)  # the watchdog checks the running job several times
+    gate.release.set()
+    assert manager.wait(job, timeout=TIMEOUT).state == DONE
+    time.sleep(0.1)  # ... and keeps sleeping after it finished
+    job_ref, result_ref = weakref.ref(job), weakref.ref(job.result)
+    del job
+    gc.collect()
+    assert job_ref() is None and result_ref() is None
 
 
 def test_wait_with_a_timeout_returns_an_unfinished_job(gates):
