@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import threading
 import time
 import traceback
@@ -27,6 +28,21 @@ logger = logging.getLogger("lantern.jobs")
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 _MAX_EVENTS = 4_000
+
+
+def lower_thread_priority(nice: int) -> bool:
+    """Give the calling thread (and the threads it starts from now on) the scheduling priority ``nice`` (Linux).
+
+    On Linux, ``setpriority`` on a thread id changes that thread only, and new threads inherit it. Returns
+    whether it took effect; elsewhere, or without permission, nothing changes.
+    """
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return False
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except OSError:
+        return False
+    return True
 
 
 class JobLimitError(LanternError):
@@ -103,6 +119,11 @@ class JobManager:
         Jobs waiting at once across all sessions; beyond that, new jobs are refused.
     is_owner_alive : callable, optional
         ``is_owner_alive(owner) -> bool``; jobs of a dead owner are cancelled by the watchdog.
+    watchdog_interval : float
+        Seconds between two checks of the owners.
+    nice : int
+        Scheduling priority of the threads running jobs (0: unchanged; 10: interactive page reruns of every
+        session get the CPU before the jobs do). Linux only; ignored elsewhere.
 
     Examples
     --------
@@ -113,11 +134,13 @@ class JobManager:
     """
 
     def __init__(self, max_concurrent: int = 2, max_per_session: int = 2, max_queue: int = 32,
-                 is_owner_alive: Callable[[str], bool] | None = None, watchdog_interval: float = 2.0):
+                 is_owner_alive: Callable[[str], bool] | None = None, watchdog_interval: float = 2.0,
+                 nice: int = 0):
         self.max_concurrent = max_concurrent
         self.max_per_session = max_per_session
         self.max_queue = max_queue
         self.is_owner_alive = is_owner_alive
+        self.nice = nice
         self._lock = threading.Condition()
         self._ids = itertools.count(1)
         self._running: list[Job] = []
@@ -199,6 +222,7 @@ class JobManager:
             job.started = time.time()
             self._log("started", job, queue_wait_s=round(job.started - job.created, 3))
             self._lock.notify_all()
+        lower_thread_priority(self.nice)  # jobs yield the CPU to page reruns (this thread ends with the job)
         outcome = DONE
         try:
             job.result = job.fn(job)

@@ -16,7 +16,7 @@ from streamlit.runtime.app_session import AppSession
 from streamlit.runtime.scriptrunner import script_runner as _script_runner
 from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
-from ui.jobs import Job, JobManager
+from ui.jobs import Job, JobManager, lower_thread_priority
 from ui.settings import SETTINGS
 
 
@@ -138,9 +138,37 @@ if SETTINGS.memory_log_s > 0:  # this module is imported once per server process
     _start_memory_log(SETTINGS.memory_log_s)
 
 
+def _start_tensorflow_at_low_priority(nice: int) -> None:
+    """Create TensorFlow's compute thread pools from a thread of priority ``nice``, so that they inherit it.
+
+    The pools are made once per process, by whichever thread runs the first TensorFlow operation, and every
+    training runs its kernels on them. Created here, before any page runs an operation, they yield the CPU to
+    the server's own threads: a slider move in one session is drawn before another session's training gets
+    the next slice of CPU. Does nothing if the runtime has already been started (then its pools keep the
+    priority they have) or ``nice`` is 0.
+    """
+    if nice <= 0:
+        return
+
+    def start() -> None:
+        if lower_thread_priority(nice):
+            import tensorflow as tf
+
+            tf.linalg.matmul(tf.ones((64, 64)), tf.ones((64, 64))).numpy()  # eager context and compute pools
+            tf.function(lambda x: x + 1.0)(tf.ones(2)).numpy()  # graph executor threads
+
+    thread = threading.Thread(target=start, name="lantern-tf-start", daemon=True)
+    thread.start()
+    thread.join()
+
+
+_start_tensorflow_at_low_priority(SETTINGS.job_nice)  # this module is imported once per server process
+
+
 MANAGER = JobManager(
     max_concurrent=SETTINGS.max_concurrent_jobs,
     max_per_session=SETTINGS.max_jobs_per_session,
     max_queue=SETTINGS.max_queue,
     is_owner_alive=session_is_alive,
+    nice=SETTINGS.job_nice,
 )

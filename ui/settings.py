@@ -33,6 +33,7 @@ class Settings:
     max_iterations: int
     trusted_mode: bool
     memory_log_s: int = 0
+    job_nice: int = 10
 
     @property
     def ingest_limits(self) -> IngestLimits:
@@ -57,6 +58,7 @@ def load_settings() -> Settings:
         max_iterations=max(10, _int_env("LANTERN_MAX_ITERATIONS", 2_000)),
         trusted_mode=os.environ.get("LANTERN_TRUSTED", "0") == "1",
         memory_log_s=max(0, _int_env("LANTERN_MEMORY_LOG_S", 0)),
+        job_nice=min(19, max(0, _int_env("LANTERN_JOB_NICE", 10))),
     )
 
 

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -130,6 +134,26 @@ def test_the_admission_limit_is_sized_to_the_cores_and_read_from_the_environment
     assert configured.max_concurrent_jobs == 3 and configured.max_queue == 32 and configured.job_time_budget_s == 5
     monkeypatch.setenv("LANTERN_MAX_CONCURRENT_JOBS", "0")
     assert load_settings().max_concurrent_jobs == 1  # never zero: that would queue every job forever
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="thread priorities are a Linux feature")
+@pytest.mark.parametrize("nice", ["7", "0"])
+def test_a_fresh_server_process_runs_tensorflows_compute_threads_at_the_job_priority(nice):
+    """In a new process (as `streamlit run` is), importing the runtime starts TensorFlow's pools at LANTERN_JOB_NICE."""
+    probe = (
+        "import glob, os, ui.runtime\n"
+        "for task in glob.glob(f'/proc/{os.getpid()}/task/*'):\n"
+        "    if open(task + '/comm').read().strip() == 'tf_Compute':\n"
+        "        print(open(task + '/stat').read().rsplit(')', 1)[1].split()[16])\n"
+    )
+    env = {**os.environ, "LANTERN_JOB_NICE": nice, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr[-2000:]
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    priorities = {int(v) for v in out.stdout.split()}
+    expected = {min(19, max(base, int(nice)))} if nice != "0" else {base}
+    assert priorities == expected or (nice == "0" and not priorities)
 
 
 def test_the_memory_census_counts_what_the_server_holds(monkeypatch):

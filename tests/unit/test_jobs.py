@@ -7,6 +7,7 @@ test sleeps longer than a few polling intervals.
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
 import weakref
@@ -268,6 +269,21 @@ def test_a_finished_job_is_not_kept_alive_by_the_manager_or_its_watchdog(gates):
     del job
     gc.collect()
     assert job_ref() is None and result_ref() is None
+
+
+def thread_priority() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="thread priorities are a Linux feature")
+def test_jobs_run_at_the_managers_lower_priority_and_the_callers_thread_keeps_its_own():
+    before = thread_priority()
+    low = JobManager(nice=min(19, before + 5))
+    job = low.wait(low.submit("a", "niced", lambda job: thread_priority()), timeout=TIMEOUT)
+    assert job.state == DONE and job.result == min(19, before + 5)
+    plain = JobManager()
+    assert plain.wait(plain.submit("a", "default", lambda job: thread_priority()), timeout=TIMEOUT).result == before
+    assert thread_priority() == before  # only the job's own thread changed
 
 
 def test_wait_with_a_timeout_returns_an_unfinished_job(gates):
