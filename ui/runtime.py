@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import json
 import logging
@@ -9,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import keras
 from streamlit.runtime import Runtime
@@ -136,6 +139,48 @@ def _start_memory_log(interval: float) -> None:
 
 if SETTINGS.memory_log_s > 0:  # this module is imported once per server process
     _start_memory_log(SETTINGS.memory_log_s)
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    try:
+        return getattr(ctypes.CDLL(name), "malloc_trim") if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def release_free_memory() -> bool:
+    """Hand the C heap's free pages back to the operating system; returns whether it could.
+
+    When a session ends, Python frees its data, detectors and scores, but glibc keeps the freed
+    pages of its heaps for later allocations, so the server's RSS stays at its peak even though
+    nothing holds that memory. ``malloc_trim(0)`` returns them (a few milliseconds).
+    """
+    if _MALLOC_TRIM is None:
+        return False
+    _MALLOC_TRIM(0)
+    return True
+
+
+def _start_memory_trim(interval: float) -> None:
+    """Every ``interval`` seconds, :func:`release_free_memory` (``LANTERN_MEMORY_TRIM_S``)."""
+    def loop() -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                release_free_memory()
+            except Exception:  # upkeep must never take the server down
+                pass
+
+    threading.Thread(target=loop, name="lantern-memory-trim", daemon=True).start()
+
+
+if SETTINGS.memory_trim_s > 0 and _MALLOC_TRIM is not None:
+    _start_memory_trim(SETTINGS.memory_trim_s)
 
 
 def _start_tensorflow_at_low_priority(nice: int) -> None:

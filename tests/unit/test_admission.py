@@ -22,7 +22,7 @@ import pytest
 
 import ui.runtime
 from ui.jobs import CANCELLED, DONE, RUNNING, JobManager
-from ui.runtime import session_is_alive
+from ui.runtime import release_free_memory, session_is_alive
 from ui.settings import load_settings
 
 TIMEOUT = 20
@@ -154,6 +154,28 @@ def test_a_fresh_server_process_runs_tensorflows_compute_threads_at_the_job_prio
     priorities = {int(v) for v in out.stdout.split()}
     expected = {min(19, max(base, int(nice)))} if nice != "0" else {base}
     assert priorities == expected or (nice == "0" and not priorities)
+
+
+def rss_mib() -> float:
+    return int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+
+
+@pytest.mark.skipif(ui.runtime._MALLOC_TRIM is None, reason="needs glibc's malloc_trim")
+def test_memory_freed_by_ended_sessions_goes_back_to_the_operating_system(monkeypatch):
+    """What a closed session leaves: freed blocks inside the C heap, which RSS still counts until trimmed."""
+    monkeypatch.delenv("LANTERN_MEMORY_TRIM_S", raising=False)
+    assert load_settings().memory_trim_s == 30  # on by default
+    assert any(t.name == "lantern-memory-trim" for t in threading.enumerate())
+    release_free_memory()
+    before = rss_mib()
+    blocks = [bytes(2000) + bytes([i % 256]) for i in range(100_000)]  # ~200 MB of heap blocks (not mmap'd)
+    survivors = blocks[::500]  # a few live blocks pin the heap, as a running server's objects do
+    del blocks
+    freed = rss_mib()
+    assert freed - before > 100  # freed, yet still resident
+    assert release_free_memory()
+    assert rss_mib() - before < 50
+    del survivors
 
 
 def test_the_memory_census_counts_what_the_server_holds(monkeypatch):
