@@ -56,16 +56,21 @@ def binary_report(y_true, y_pred, scores=None) -> BinaryReport:
     >>> round(report.f1, 3), report.roc_auc
     (0.667, 1.0)
     """
-    y_true = np.asarray(y_true).astype(int)
-    y_pred = np.asarray(y_pred).astype(int)
+    y_true = np.asarray(y_true).astype(bool)  # non-zero = positive
+    y_pred = np.asarray(y_pred).astype(bool)
+    if y_true.shape != y_pred.shape:
+        raise DataError(f"{len(y_true)} labels but {len(y_pred)} predictions; they must match one to one.")
+    # One pass of counting instead of four scikit-learn scorers (each re-validates the labels): the
+    # threshold slider recomputes this on every move, on up to 200,000 rows.
+    tn, fp, fn, tp = np.bincount(2 * y_true + y_pred, minlength=4).tolist()
     report = BinaryReport(
-        precision=float(skm.precision_score(y_true, y_pred, zero_division=0)),
-        recall=float(skm.recall_score(y_true, y_pred, zero_division=0)),
-        f1=float(skm.f1_score(y_true, y_pred, zero_division=0)),
-        accuracy=float(skm.accuracy_score(y_true, y_pred)),
-        confusion=skm.confusion_matrix(y_true, y_pred, labels=[0, 1]),
+        precision=tp / (tp + fp) if tp + fp else 0.0,
+        recall=tp / (tp + fn) if tp + fn else 0.0,
+        f1=2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
+        accuracy=(tp + tn) / len(y_true) if len(y_true) else 0.0,
+        confusion=np.array([[tn, fp], [fn, tp]]),
     )
-    if scores is not None and len(np.unique(y_true)) == 2:
+    if scores is not None and 0 < y_true.sum() < len(y_true):
         scores = np.asarray(scores, dtype=float)
         report.fpr, report.tpr, _ = skm.roc_curve(y_true, scores)
         report.roc_auc = float(skm.roc_auc_score(y_true, scores))

@@ -235,7 +235,7 @@ def score_histograms(clean: np.ndarray, adversarial: np.ndarray, threshold: floa
         counts, _ = np.histogram(axis(values), bins=edges)
         fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges), name=f"{name} inputs",
                              marker_color=color, opacity=0.6))
-    fig.add_vline(x=float(axis([threshold])[0]), line_dash="dash", line_color="black", annotation_text="threshold")
+    charts.threshold_line(fig, float(axis([threshold])[0]), axis="x")
     title = "adversarial score"
     if log_scale:
         low, high = math.floor(both.min()), math.ceil(both.max())

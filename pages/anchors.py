@@ -121,8 +121,7 @@ def steps_figure(explanation: Explanation, threshold: float) -> go.Figure:
                              line=dict(color=charts.INLIER)))
     fig.add_trace(go.Scatter(x=labels, y=coverage, mode="lines+markers", name="coverage",
                              line=dict(color=charts.OUTLIER)))
-    fig.add_hline(y=threshold, line_dash="dash", line_color="black", annotation_text=f"threshold {threshold:g}",
-                  annotation_position="bottom left")
+    charts.threshold_line(fig, threshold, axis="y", label=f"threshold {threshold:g}")
     fig.update_layout(title="Precision and coverage as each rule is added", xaxis_title="anchor after step",
                       yaxis=dict(title="share", range=[0, 1.05]), margin=dict(l=10, r=10, t=40, b=10),
                       height=340, legend=dict(orientation="h", y=-0.35))

@@ -15,6 +15,7 @@ from ui import data as ui_data
 from ui.settings import SETTINGS
 
 JOB = "aegmm"
+EXPLAINED_ROWS = 500  # rows offered in "Why is this row unusual?"
 
 
 @dataclass
@@ -30,6 +31,13 @@ class AEGMMRun:
     labels: np.ndarray | None
     curves: ScoreCurves | None  # ROC / PR against the labels (threshold-free, computed once)
     table_name: str
+    explained: dict[int, np.ndarray]  # row position -> per-feature error, for the highest-scoring rows
+
+    def feature_errors(self, position: int) -> np.ndarray:
+        """Per-feature reconstruction error of the row at ``position`` (precomputed for the rows the page offers)."""
+        if position not in self.explained:
+            return self.detector.feature_reconstruction_error(self.X[position:position + 1])[0]
+        return self.explained[position]
 
 
 def fit_and_score(job, X, frame, train_mask, labels, n_gmm, controls, table_name, columns):
@@ -45,7 +53,12 @@ def fit_and_score(job, X, frame, train_mask, labels, n_gmm, controls, table_name
     job.set_stage(f"{history.epochs_run} epoch(s), final loss {history.loss[-1]:.4g}"
                   + (" (stopped at the time budget)" if history.stopped == "time_budget" else ""), 1.0)
     curves = None if labels is None else score_curves(labels, all_scores)
-    return AEGMMRun(detector, columns, frame, X, all_scores, all_scores[train_mask], labels, curves, table_name)
+    # The "why is this row unusual" picker offers the highest-scoring flagged rows: their errors are computed
+    # here, once, so that moving the threshold slider never waits for the model.
+    top = np.argsort(-all_scores, kind="stable")[:EXPLAINED_ROWS]
+    explained = dict(zip(top.tolist(), detector.feature_reconstruction_error(X[top])))
+    return AEGMMRun(detector, columns, frame, X, all_scores, all_scores[train_mask], labels, curves, table_name,
+                    explained)
 
 
 st.title("Tabular outliers")
@@ -115,10 +128,10 @@ def results(run: AEGMMRun) -> None:
     flagged = frame[flags].sort_values("instance_score", ascending=False)
     st.dataframe(flagged, key="aegmm:flagged", height=280)
     if not flagged.empty:
-        row = st.selectbox("Why is this row unusual?", flagged.index[:500], key="aegmm:inspect",
+        row = st.selectbox("Why is this row unusual?", flagged.index[:EXPLAINED_ROWS], key="aegmm:inspect",
                            format_func=lambda r: f"row {r} · score {frame.loc[r, 'instance_score']:.4g}")
         position = frame.index.get_loc(row)
-        errors = run.detector.feature_reconstruction_error(run.X[position:position + 1])[0]
+        errors = run.feature_errors(position)
         st.plotly_chart(charts.bar_figure(run.columns, errors, f"Per-feature reconstruction error of row {row}",
                                           "squared error (standardised units)"), key="aegmm:why")
         st.caption(f"Row {row} has instance score {run.scores[position]:.4g}; large bars are the features the "

@@ -6,11 +6,28 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=320, legend=dict(orientation="h", y=-0.2))
 INLIER, OUTLIER = "#4C78A8", "#E45756"
+
+
+def threshold_line(fig: go.Figure, value: float, *, axis: str = "x", label: str = "threshold") -> go.Figure:
+    """A dashed line across the plot at ``value`` of the ``axis`` ('x': vertical, 'y': horizontal), labelled.
+
+    Set as plain layout entries: plotly's ``add_vline``/``add_hline`` cost several milliseconds each, and
+    the threshold charts are redrawn on every slider move.
+    """
+    line = dict(type="line", line=dict(dash="dash", color="black", width=1.5))
+    if axis == "x":
+        line.update(xref="x", yref="paper", x0=value, x1=value, y0=0, y1=1)
+        note = dict(xref="x", yref="paper", x=value, y=1, xanchor="left", yanchor="bottom")
+    else:
+        line.update(xref="paper", yref="y", x0=0, x1=1, y0=value, y1=value)
+        note = dict(xref="paper", yref="y", x=1, y=value, xanchor="right", yanchor="bottom")
+    fig.update_layout(shapes=[*fig.layout.shapes, line],
+                      annotations=[*fig.layout.annotations, dict(text=label, showarrow=False, **note)])
+    return fig
 
 
 def loss_figure(events: list[dict], title: str = "Training loss") -> go.Figure:
@@ -48,7 +65,7 @@ def score_histogram(scores: np.ndarray, threshold: float, labels: np.ndarray | N
     for name, mask, color in groups:
         counts, _ = np.histogram(scores[mask], bins=edges)
         fig.add_trace(go.Bar(x=centers, y=counts, width=width, name=name, marker_color=color, opacity=0.75))
-    fig.add_vline(x=threshold, line_dash="dash", line_color="black", annotation_text="threshold")
+    threshold_line(fig, threshold, axis="x")
     fig.update_layout(title=title, barmode="overlay", xaxis_title="score", yaxis_title="rows", **_LAYOUT)
     return fig
 
@@ -73,7 +90,7 @@ def score_index_figure(scores: np.ndarray, threshold: float, flagged: np.ndarray
                                marker=dict(size=3, color=INLIER)))
     fig.add_trace(go.Scattergl(x=x[marked], y=scores[marked], mode="markers", name="flagged",
                                marker=dict(size=5, color=OUTLIER)))
-    fig.add_hline(y=threshold, line_dash="dash", line_color="black", annotation_text="threshold")
+    threshold_line(fig, threshold, axis="y")
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title="score", **_LAYOUT)
     return fig
 
@@ -93,9 +110,11 @@ def pr_figure(recall: np.ndarray, precision: np.ndarray, ap: float, title: str =
 
 
 def confusion_figure(matrix: np.ndarray, names: Sequence[str], title: str = "Confusion matrix") -> go.Figure:
-    fig = px.imshow(matrix, x=[f"predicted {n}" for n in names], y=[f"actual {n}" for n in names],
-                    text_auto=True, color_continuous_scale="Blues")
-    fig.update_layout(title=title, coloraxis_showscale=False, **_LAYOUT)
+    """Counts of actual (rows) against predicted (columns) classes, as a heatmap with the counts written in."""
+    matrix = np.asarray(matrix)
+    fig = go.Figure(go.Heatmap(z=matrix, x=[f"predicted {n}" for n in names], y=[f"actual {n}" for n in names],
+                               text=matrix, texttemplate="%{text:,}", colorscale="Blues", showscale=False))
+    fig.update_layout(title=title, yaxis_autorange="reversed", **_LAYOUT)
     return fig
 
 

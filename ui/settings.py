@@ -34,7 +34,7 @@ class Settings:
     trusted_mode: bool
     memory_log_s: int = 0
     job_nice: int = 10
-    memory_trim_s: int = 30
+    memory_release_s: int = 10
 
     @property
     def ingest_limits(self) -> IngestLimits:
@@ -60,7 +60,7 @@ def load_settings() -> Settings:
         trusted_mode=os.environ.get("LANTERN_TRUSTED", "0") == "1",
         memory_log_s=max(0, _int_env("LANTERN_MEMORY_LOG_S", 0)),
         job_nice=min(19, max(0, _int_env("LANTERN_JOB_NICE", 10))),
-        memory_trim_s=max(0, _int_env("LANTERN_MEMORY_TRIM_S", 30)),
+        memory_release_s=max(0, _int_env("LANTERN_MEMORY_RELEASE_S", 10)),
     )
 
 

@@ -58,3 +58,26 @@ def test_reruns_never_clear_the_keras_session(monkeypatch):
     at.run()
     no_exceptions(at)
     assert calls == []
+
+
+def test_moving_the_slider_never_calls_the_model_and_the_why_chart_matches_the_detector():
+    """The per-row 'why' errors of the rows on offer are computed once by the job; a slider move only re-thresholds."""
+    import numpy as np
+
+    at = _trained_page()
+    run = at.session_state["job::aegmm"].result
+    top = int(np.argmax(run.scores))
+    np.testing.assert_allclose(run.feature_errors(top),
+                               run.detector.feature_reconstruction_error(run.X[top:top + 1])[0], rtol=1e-5)
+    unexplained = next(p for p in range(len(run.X)) if p not in run.explained)
+    assert run.feature_errors(unexplained).shape == (len(run.columns),)  # any other row still works
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the slider path called the model")
+
+    run.detector.feature_reconstruction_error = no_model
+    run.detector.score = no_model
+    for percentile in (60.0, 99.0):
+        at.slider(key="aegmm:percentile").set_value(percentile).run()
+        no_exceptions(at)
+    assert any("Per-feature reconstruction error of row" in str(chart.proto.spec) for chart in at.get("plotly_chart"))

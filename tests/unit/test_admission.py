@@ -163,9 +163,9 @@ def rss_mib() -> float:
 @pytest.mark.skipif(ui.runtime._MALLOC_TRIM is None, reason="needs glibc's malloc_trim")
 def test_memory_freed_by_ended_sessions_goes_back_to_the_operating_system(monkeypatch):
     """What a closed session leaves: freed blocks inside the C heap, which RSS still counts until trimmed."""
-    monkeypatch.delenv("LANTERN_MEMORY_TRIM_S", raising=False)
-    assert load_settings().memory_trim_s == 30  # on by default
-    assert any(t.name == "lantern-memory-trim" for t in threading.enumerate())
+    monkeypatch.delenv("LANTERN_MEMORY_RELEASE_S", raising=False)
+    assert load_settings().memory_release_s == 10  # on by default
+    assert any(t.name == "lantern-memory-release" for t in threading.enumerate())
     release_free_memory()
     before = rss_mib()
     blocks = [bytes(2000) + bytes([i % 256]) for i in range(100_000)]  # ~200 MB of heap blocks (not mmap'd)

@@ -72,3 +72,23 @@ def test_single_class_truth_has_no_curves_and_no_division_warnings():
 def test_boolean_predictions_are_accepted():
     report = binary_report(np.array([True, False]), np.array([True, True]))
     np.testing.assert_array_equal(report.confusion, [[0, 1], [0, 1]])
+
+
+def test_report_agrees_with_scikit_learn_on_random_predictions():
+    from sklearn import metrics as skm
+
+    rng = np.random.default_rng(3)
+    for positives in (0.02, 0.3, 0.9):
+        y_true = rng.random(5_000) < positives
+        y_pred = rng.random(5_000) < 0.2
+        report = binary_report(y_true, y_pred)
+        assert report.precision == pytest.approx(skm.precision_score(y_true, y_pred, zero_division=0))
+        assert report.recall == pytest.approx(skm.recall_score(y_true, y_pred, zero_division=0))
+        assert report.f1 == pytest.approx(skm.f1_score(y_true, y_pred, zero_division=0))
+        assert report.accuracy == pytest.approx(skm.accuracy_score(y_true, y_pred))
+        np.testing.assert_array_equal(report.confusion, skm.confusion_matrix(y_true, y_pred, labels=[0, 1]))
+
+
+def test_labels_and_predictions_of_different_lengths_are_a_data_error():
+    with pytest.raises(DataError, match="3 labels but 2 predictions"):
+        binary_report([0, 1, 1], [0, 1])
