@@ -24,6 +24,15 @@ is sampled every 0.5 s; it is reported before the round, at its peak and ``--aft
 after the contexts closed. The server's ``lantern.jobs`` JSON log lines (queued / started /
 finished with queue waits and outcomes) are counted per round.
 
+The N sessions' Chromium runs at a low CPU priority (``--visitor-nice``, default nice 19): real visitors'
+browsers run on their own machines, not on the server's cores. They still do all their work (uploads,
+trainings, live progress panels, slider moves), so the server carries the full load of N sessions. One
+more visitor, the *observer*, runs in a second, un-niced Chromium: before the rounds it uploads and trains
+once, then all through every round it moves its own threshold slider (End, Home, ... every 0.5 s), timed
+in the browser as above. Its numbers are what one visitor sees while N others use the server; the N
+sessions' own slider times are reported too (slowed by their niced renderers). ``--visitor-nice 0`` runs
+every browser at the server's priority, as on a single shared machine.
+
 Before the rounds a warm-up session runs the same flow once (TensorFlow import, first graph
 traces), so that "baseline" RSS is the warm server, not the bare one. Streamlit keeps a
 disconnected session's state for 2 minutes (``MemorySessionStorage`` TTL) before dropping it, so
@@ -485,20 +494,64 @@ async def run_session(browser, url: str, index: int, data: bytes, timeout_s: flo
     return result, context
 
 
-async def run_round(browser, server: Server, n: int, timeout_s: float, first_index: int) -> tuple[list[SessionResult], dict]:
-    """N sessions at once; returns their results and the round's server-side numbers (RSS, job log)."""
+OBSERVER_FILE = "observer.csv"
+
+
+async def prepare_observer(browser, url: str):
+    """One more visitor, in its own un-niced Chromium: uploads, trains once, and keeps its results open."""
+    context = await browser.new_context(viewport={"width": 1440, "height": 1100})
+    context.set_default_timeout(STEP_TIMEOUT_MS)
+    page = await context.new_page()
+    await open_app(page, url)
+    await upload_csv(page, OBSERVER_FILE, session_csv(seed=10_000))
+    await go_to_tabular_outliers(page)
+    await configure_and_train(page, OBSERVER_FILE)
+    await wait_for_training(page, SessionResult(index=-1, file=OBSERVER_FILE), time.monotonic() + 300)
+    await wait_idle(page)
+    return context, page
+
+
+async def observe(page, stop: asyncio.Event, samples: list[tuple[float, float]], pause_s: float = 0.5) -> None:
+    """Move the observer's slider (End, Home, ...) until ``stop``; record (ms from key to new count, wall time)."""
+    keys = ("End", "Home")
+    i = 0
+    while not stop.is_set():
+        await wait_idle(page)
+        at = time.time()
+        try:
+            times, _ = await move_slider(page, keys[i % 2], timeout_ms=60_000)
+            if times["total"] is not None:
+                samples.append((times["total"], at))
+        except Exception:  # a missed sample is not a session failure; the next move tries again
+            pass
+        i += 1
+        await asyncio.sleep(pause_s)
+
+
+async def run_round(browser, server: Server, n: int, timeout_s: float, first_index: int,
+                    observer=None) -> tuple[list[SessionResult], dict]:
+    """N sessions at once; returns their results and the round's server-side numbers (RSS, job log).
+
+    With an ``observer`` page, it moves its own slider all through the round (see :func:`observe`).
+    """
     rss_before = server.rss_now()
     load_before = os.getloadavg()
     start = time.time()
     barrier = asyncio.Barrier(n)
     datasets = [session_csv(seed=first_index + i) for i in range(n)]
+    stop, observed = asyncio.Event(), []
+    watcher = asyncio.create_task(observe(observer, stop, observed)) if observer is not None else None
     outcomes = await asyncio.gather(*(run_session(browser, server.url, first_index + i, datasets[i], timeout_s, barrier)
                                       for i in range(n)))
+    if watcher is not None:
+        stop.set()
+        await watcher
     results = [r for r, _ in outcomes]
     for _, context in outcomes:
         await context.close()
     closed = time.time()
-    return results, {"rss_before_mb": rss_before, "load_before": load_before, "start": start, "closed": closed}
+    return results, {"rss_before_mb": rss_before, "load_before": load_before, "start": start, "closed": closed,
+                     "observed": observed}
 
 
 def round_summary(n: int, results: list[SessionResult], server: Server, info: dict, after_wait: float) -> dict:
@@ -508,6 +561,8 @@ def round_summary(n: int, results: list[SessionResult], server: Server, info: di
               if any(s <= at <= e for s, e in intervals)]
     all_slider = [ms for r in results for ms in r.slider_ms]
     completed = [r for r in results if r.completed]
+    observed = info.get("observed", [])
+    observed_during = [ms for ms, at in observed if any(s <= at <= e for s, e in intervals)]
     return {
         "sessions": n,
         "completed": len(completed),
@@ -526,6 +581,11 @@ def round_summary(n: int, results: list[SessionResult], server: Server, info: di
                       "max": max(all_slider, default=None)},
         "slider_ms_while_training": {"n": len(during), "p50": pct(during, 50), "p95": pct(during, 95),
                                      "max": max(during, default=None)},
+        "observer_slider_ms": {"n": len(observed), "p50": pct([ms for ms, _ in observed], 50),
+                               "p95": pct([ms for ms, _ in observed], 95),
+                               "max": max((ms for ms, _ in observed), default=None)},
+        "observer_slider_ms_while_training": {"n": len(observed_during), "p50": pct(observed_during, 50),
+                                              "p95": pct(observed_during, 95), "max": max(observed_during, default=None)},
         "slider_run_started_ms": {"p50": pct([t for r in results for t in r.slider_run_started_ms], 50),
                                   "p95": pct([t for r in results for t in r.slider_run_started_ms], 95)},
         "slider_run_finished_ms": {"p50": pct([t for r in results for t in r.slider_run_finished_ms], 50),
@@ -583,6 +643,15 @@ def markdown_tables(report: dict) -> str:
         lines.append(f"| {r['sessions']} | {fmt(started.get('p50'), 0)} / {fmt(started.get('p95'), 0)} | "
                      f"{fmt(finished.get('p50'), 0)} / {fmt(finished.get('p95'), 0)} | "
                      f"{fmt(r['slider_ms']['p50'], 0)} / {fmt(r['slider_ms']['p95'], 0)} |")
+    if any(r.get("observer_slider_ms", {}).get("n") for r in rows):
+        lines += ["", f"Observer (one more visitor whose browser has the CPU priority of a remote visitor's own machine; "
+                      f"the N sessions' browsers run at nice {report.get('visitor_nice', 0)}):", "",
+                  "| N | observer slider moves (n) | key → flagged count changed p50 / p95 / max (ms) |"
+                  " while a training ran: n, p50 / p95 (ms) |", "|---|---|---|---|"]
+        for r in rows:
+            o, d = r["observer_slider_ms"], r["observer_slider_ms_while_training"]
+            lines.append(f"| {r['sessions']} | {o['n']} | {fmt(o['p50'], 0)} / {fmt(o['p95'], 0)} / {fmt(o['max'], 0)} | "
+                         f"{d['n']}, {fmt(d['p50'], 0)} / {fmt(d['p95'], 0)} |")
     memory = report["memory"]
     lines += ["", "| server RSS (MiB) | value |", "|---|---|",
               f"| bare server, before any session | {fmt(memory['cold_mb'], 0)} |",
@@ -629,7 +698,14 @@ async def main_async(args) -> dict:
     try:
         report["memory"]["cold_mb"] = server.rss_now()
         async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            crowd_executable = CHROMIUM
+            if args.visitor_nice > 0:  # the N sessions' renderers stand in for browsers on the visitors' own machines
+                crowd_executable = log_path.parent / "chromium-niced"
+                crowd_executable.write_text(f'#!/bin/sh\nexec nice -n {args.visitor_nice} "{CHROMIUM}" "$@"\n')
+                crowd_executable.chmod(0o755)
+            report["visitor_nice"] = args.visitor_nice
+            browser = await playwright.chromium.launch(executable_path=str(crowd_executable), args=CHROMIUM_ARGS)
+            observer_browser = observer_context = observer = None
             try:
                 print("warm-up session …", flush=True)
                 warm, context = await run_session(browser, server.url, 0, session_csv(0), args.session_timeout, None)
@@ -637,10 +713,14 @@ async def main_async(args) -> dict:
                 report["warmup"] = asdict(warm)
                 await asyncio.sleep(args.after_wait)
                 report["memory"]["baseline_mb"] = server.rss_now()
+                if args.observer:
+                    print("observer session …", flush=True)
+                    observer_browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+                    observer_context, observer = await prepare_observer(observer_browser, server.url)
                 index = 1
                 for n in args.sessions:
                     print(f"round N={n} …", flush=True)
-                    results, info = await run_round(browser, server, n, args.session_timeout, index)
+                    results, info = await run_round(browser, server, n, args.session_timeout, index, observer)
                     index += n
                     await asyncio.sleep(args.after_wait)
                     summary = round_summary(n, results, server, info, args.after_wait)
@@ -652,6 +732,10 @@ async def main_async(args) -> dict:
                     for r in results:
                         if r.failed:
                             print(f"    session {r.index}: {r.failed}", flush=True)
+                if observer_browser is not None:
+                    await observer_context.close()
+                    await observer_browser.close()
+                    observer_browser = None
                 last_closed = time.time()
                 report["memory"]["after_last_round_mb"] = server.rss_now()
                 report["memory"]["after_last_round_wait_s"] = args.after_wait
@@ -668,6 +752,8 @@ async def main_async(args) -> dict:
                     report["memory"]["ttl_wait_s"] = time.time() - last_closed
             finally:
                 await browser.close()
+                if observer_browser is not None:
+                    await observer_browser.close()
         report["memory"]["peak_mb"] = max((v for _, v in server.samples), default=None)
         report["jobs_total"] = summarise_jobs(server.job_events())
         report["server_alive_at_end"] = server.process.poll() is None and health(server.url) == "ok"
@@ -684,6 +770,11 @@ def main() -> None:
     parser.add_argument("--after-wait", type=float, default=20, help="seconds after a round before sampling RSS")
     parser.add_argument("--ttl-wait", type=float, default=130,
                         help="seconds after the last round before the final RSS sample (0: skip)")
+    parser.add_argument("--visitor-nice", type=int, default=19,
+                        help="CPU priority (nice) of the N sessions' Chromium: as if it ran on the visitors' own "
+                             "machines (0: same priority as the server, i.e. everything shares the cores)")
+    parser.add_argument("--no-observer", dest="observer", action="store_false",
+                        help="skip the observer visitor that moves its slider all through each round")
     parser.add_argument("--write-doc", action="store_true", help="replace the measured tables in docs/RELIABILITY.md")
     parser.add_argument("--out", type=Path, default=RESULTS / "loadtest.json")
     parser.add_argument("--from-json", type=Path, help="do not run: print (and --write-doc) a saved report")
