@@ -9,7 +9,9 @@ Usage in a page::
         show_results(job.result)
 
 The job lives in ``st.session_state`` (one per key and session), so reruns, slider moves and
-other pages do not disturb it; the panel refreshes itself every half second while it runs.
+other pages do not disturb it. The panel refreshes itself every half second while the job runs,
+and every two seconds while it waits in the queue (its position changes slowly, and on a busy
+server every waiting session reruns its panel).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from ui import charts
 from ui.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Job, JobLimitError
 from ui.runtime import MANAGER, session_id
 
-_REFRESH_S = 0.5
+_REFRESH_S = 0.5  # a running job's progress and live loss chart
+_QUEUED_REFRESH_S = 2.0  # a queued job's position: every waiting session reruns this, so it is kept light
 
 
 def _state_key(key: str) -> str:
@@ -90,6 +93,16 @@ def _live(key: str, show_loss: bool) -> None:
     _render_active(key, job, show_loss)
 
 
+@st.fragment(run_every=_QUEUED_REFRESH_S)
+def _waiting(key: str, show_loss: bool) -> None:
+    job = current(key)
+    if job is None:
+        return
+    if job.state != QUEUED:
+        st.rerun()  # it started (or was cancelled): redraw the page with the live panel
+    _render_active(key, job, show_loss)
+
+
 def panel(key: str, *, show_loss: bool = True) -> Job | None:
     """Render the job under ``key``: live while queued or running, then its outcome.
 
@@ -98,6 +111,9 @@ def panel(key: str, *, show_loss: bool = True) -> Job | None:
     job = current(key)
     if job is None:
         return None
+    if job.state == QUEUED:
+        _waiting(key, show_loss)
+        return job
     if job.active:
         _live(key, show_loss)
         return job

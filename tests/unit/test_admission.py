@@ -233,6 +233,36 @@ def test_a_full_server_shows_the_queue_position_and_cancel_leaves_the_queue(monk
             manager.wait(job, timeout=TIMEOUT)
 
 
+@pytest.mark.app
+def test_a_queued_job_starts_when_the_slot_frees_and_the_page_shows_its_results(monkeypatch):
+    """The waiting panel (slow refresh) hands over to the page once the job leaves the queue."""
+    from tests.app.helpers import no_exceptions, page, run_until_job_done
+
+    manager = ui.runtime.MANAGER
+    monkeypatch.setattr(manager, "max_concurrent", 1)
+    release = threading.Event()
+    other = manager.submit("other-session", "other job", lambda job: release.wait(TIMEOUT))
+    try:
+        assert wait_until(lambda: other.state == RUNNING)
+        at = page("tabular_outliers")
+        at.run()
+        at.number_input(key="aegmm:epochs").set_value(1)
+        at.number_input(key="aegmm:max_rows").set_value(500)
+        at.button(key="aegmm:train").click()
+        at.run()
+        no_exceptions(at)
+        assert any("Train AEGMM is queued (position 1)" in info.value for info in at.info)
+        release.set()
+        run_until_job_done(at, "aegmm", timeout=TIMEOUT * 6)
+        no_exceptions(at)
+        assert at.session_state["job::aegmm"].state == DONE
+        assert not any("is queued" in info.value for info in at.info)
+        assert any(header.value == "Results" for header in at.header)
+    finally:
+        release.set()
+        manager.wait(other, timeout=TIMEOUT)
+
+
 def test_the_live_loss_chart_reads_events_while_the_job_appends_them():
     """Regression (found by bench/loadtest.py at N=4): the panel drew the loss from ``job.events`` while the job's
     thread appended to it, and pandas raised "Length of values (2) does not match length of index (3)"."""
