@@ -512,19 +512,22 @@ async def prepare_observer(browser, url: str):
 
 
 async def observe(page, stop: asyncio.Event, samples: list[tuple[float, float]], pause_s: float = 0.5) -> None:
-    """Move the observer's slider (End, Home, ...) until ``stop``; record (ms from key to new count, wall time)."""
-    keys = ("End", "Home")
-    i = 0
+    """Move the observer's slider (End, Home, ...) until ``stop``; record (ms from key to new count, wall time).
+
+    The key is chosen from the value the slider shows (Home at the top, End elsewhere), so every press
+    changes the value, even after a move whose effect was missed.
+    """
+    shown = tid(tid(page, "stSlider").filter(has_text="Threshold percentile"), "stSliderThumbValue")
     while not stop.is_set():
         await wait_idle(page)
         at = time.time()
         try:
-            times, _ = await move_slider(page, keys[i % 2], timeout_ms=60_000)
+            key = "Home" if float(await shown.inner_text(timeout=5_000)) >= 99.9 else "End"
+            times, _ = await move_slider(page, key, timeout_ms=20_000)
             if times["total"] is not None:
                 samples.append((times["total"], at))
         except Exception:  # a missed sample is not a session failure; the next move tries again
             pass
-        i += 1
         await asyncio.sleep(pause_s)
 
 
