@@ -107,6 +107,14 @@ def session_is_alive(owner: str) -> bool:
     return Runtime.instance().is_active_session(owner)
 
 
+def rss_mib() -> float:
+    """This process's resident memory in MiB (-1 where ``/proc`` is not available)."""
+    try:
+        return int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+    except (OSError, IndexError, ValueError):
+        return -1.0
+
+
 def _memory_census() -> dict:
     """What the server holds: RSS, live Streamlit sessions, Keras models, Lantern job results (costly: walks the heap)."""
     counts = {"app_sessions": 0, "keras_models": 0, "jobs": 0}
@@ -117,11 +125,7 @@ def _memory_census() -> dict:
             counts["keras_models"] += 1
         elif isinstance(obj, Job):
             counts["jobs"] += 1
-    try:
-        rss_kb = int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0])
-    except (OSError, IndexError, ValueError):
-        rss_kb = -1
-    return {"event": "memory", "rss_mib": round(rss_kb / 1024, 1), **counts}
+    return {"event": "memory", "rss_mib": round(rss_mib(), 1), **counts}
 
 
 def _start_memory_log(interval: float) -> None:

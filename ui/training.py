@@ -83,24 +83,24 @@ def _render_active(key: str, job: Job, show_loss: bool) -> None:
     st.button("Cancel", key=f"cancel::{key}", on_click=_cancel, args=(key,), icon=":material/stop_circle:")
 
 
-@st.fragment(run_every=_REFRESH_S)
-def _live(key: str, show_loss: bool) -> None:
+def _redraw_or_hand_over(key: str, show_loss: bool, keeps_panel: Callable[[Job], bool]) -> None:
+    """Redraw the job's panel, or rerun the whole page once the job has left the state this panel shows."""
     job = current(key)
     if job is None:
         return
-    if not job.active:
-        st.rerun()  # the job just finished: redraw the whole page with its results
+    if not keeps_panel(job):
+        st.rerun()  # started, finished or cancelled: redraw the page (live panel or results)
     _render_active(key, job, show_loss)
+
+
+@st.fragment(run_every=_REFRESH_S)
+def _live(key: str, show_loss: bool) -> None:
+    _redraw_or_hand_over(key, show_loss, lambda job: job.active)
 
 
 @st.fragment(run_every=_QUEUED_REFRESH_S)
 def _waiting(key: str, show_loss: bool) -> None:
-    job = current(key)
-    if job is None:
-        return
-    if job.state != QUEUED:
-        st.rerun()  # it started (or was cancelled): redraw the page with the live panel
-    _render_active(key, job, show_loss)
+    _redraw_or_hand_over(key, show_loss, lambda job: job.state == QUEUED)
 
 
 def panel(key: str, *, show_loss: bool = True) -> Job | None:

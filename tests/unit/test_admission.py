@@ -22,7 +22,7 @@ import pytest
 
 import ui.runtime
 from ui.jobs import CANCELLED, DONE, RUNNING, JobManager
-from ui.runtime import release_free_memory, session_is_alive
+from ui.runtime import release_free_memory, rss_mib, session_is_alive
 from ui.settings import load_settings
 
 TIMEOUT = 20
@@ -154,10 +154,6 @@ def test_a_fresh_server_process_runs_tensorflows_compute_threads_at_the_job_prio
     priorities = {int(v) for v in out.stdout.split()}
     expected = {min(19, max(base, int(nice)))} if nice != "0" else {base}
     assert priorities == expected or (nice == "0" and not priorities)
-
-
-def rss_mib() -> float:
-    return int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
 
 
 @pytest.mark.skipif(ui.runtime._MALLOC_TRIM is None, reason="needs glibc's malloc_trim")
