@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import io
 import json
 import os
@@ -125,8 +126,37 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def descendants(pid: int) -> list[int]:
+    """Process ids of every descendant of ``pid`` (the server's job workers), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def tree_rss_mb(pid: int) -> float | None:
+    """RSS of ``pid`` plus all its descendants in MiB (None once ``pid`` is gone)."""
+    own = rss_mb(pid)
+    if own is None:
+        return None
+    return own + sum(v for v in (rss_mb(child) for child in descendants(pid)) if v is not None)
+
+
 class Server:
-    """``streamlit run app.py`` on a free port of 127.0.0.1, its log in a file, RSS sampled every 0.5 s."""
+    """``streamlit run app.py`` on a free port of 127.0.0.1, its log in a file, RSS sampled every 0.5 s.
+
+    RSS is the server's plus its job workers' (:mod:`ui.workers`): what the demo costs the machine.
+    """
 
     def __init__(self, log_path: Path, env: dict[str, str] | None = None, start_timeout: float = 180):
         self.port = free_port()
@@ -157,13 +187,18 @@ class Server:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            value = rss_mb(self.process.pid)
+            value = tree_rss_mb(self.process.pid)
             if value is not None:
                 self.samples.append((time.time(), value))
             self._stop.wait(0.5)
 
     def rss_now(self) -> float | None:
-        return rss_mb(self.process.pid)
+        return tree_rss_mb(self.process.pid)
+
+    def parts_now(self) -> dict:
+        """RSS of the server process alone and of each worker, in MiB."""
+        return {"server": rss_mb(self.process.pid),
+                "workers": [round(v) for v in (rss_mb(c) for c in descendants(self.process.pid)) if v is not None]}
 
     def peak_between(self, start: float, end: float) -> float | None:
         values = [v for t, v in self.samples if start <= t <= end]
@@ -497,11 +532,49 @@ async def run_session(browser, url: str, index: int, data: bytes, timeout_s: flo
 OBSERVER_FILE = "observer.csv"
 
 
+class FrameClock:
+    """Times of one page's websocket frames, as Chromium's network stack saw them (DevTools protocol).
+
+    ``server_ms`` measures a slider move the way the server is responsible for it: from the frame that
+    carries the rerun request (it names the slider's key) leaving the browser to the first frame back
+    that holds the "Flagged rows" metric. The browser's own work (key handling, rendering) is not in it.
+    """
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[float, bytes]] = []
+        self.received: list[tuple[float, bytes]] = []
+
+    async def attach(self, context, page) -> None:
+        cdp = await context.new_cdp_session(page)
+        cdp.on("Network.webSocketFrameSent", lambda e: self.sent.append(self._frame(e)))
+        cdp.on("Network.webSocketFrameReceived", lambda e: self.received.append(self._frame(e)))
+        await cdp.send("Network.enable")
+
+    @staticmethod
+    def _frame(event: dict) -> tuple[float, bytes]:
+        response = event["response"]
+        data = response.get("payloadData", "")
+        payload = base64.b64decode(data) if response.get("opcode") == 2 else data.encode()
+        return event["timestamp"], payload
+
+    def mark(self) -> tuple[int, int]:
+        return len(self.sent), len(self.received)
+
+    def server_ms(self, since: tuple[int, int], request_marker: bytes, reply_marker: bytes) -> float | None:
+        request = next((t for t, p in self.sent[since[0]:] if request_marker in p), None)
+        if request is None:
+            return None
+        reply = next((t for t, p in self.received[since[1]:] if t >= request and reply_marker in p), None)
+        return None if reply is None else round((reply - request) * 1000, 1)
+
+
 async def prepare_observer(browser, url: str):
     """One more visitor, in its own un-niced Chromium: uploads, trains once, and keeps its results open."""
     context = await browser.new_context(viewport={"width": 1440, "height": 1100})
     context.set_default_timeout(STEP_TIMEOUT_MS)
     page = await context.new_page()
+    page.frame_clock = FrameClock()
+    await page.frame_clock.attach(context, page)
     await open_app(page, url)
     await upload_csv(page, OBSERVER_FILE, session_csv(seed=10_000))
     await go_to_tabular_outliers(page)
@@ -511,8 +584,10 @@ async def prepare_observer(browser, url: str):
     return context, page
 
 
-async def observe(page, stop: asyncio.Event, samples: list[tuple[float, float]], pause_s: float = 0.5) -> None:
-    """Move the observer's slider (End, Home, ...) until ``stop``; record (ms from key to new count, wall time).
+async def observe(page, stop: asyncio.Event, samples: list[tuple[float, float, float | None]],
+                  pause_s: float = 0.5) -> None:
+    """Move the observer's slider (End, Home, ...) until ``stop``; record (ms from key to new count, wall time,
+    the server's part of it: see :class:`FrameClock`).
 
     The key is chosen from the value the slider shows (Home at the top, End elsewhere), so every press
     changes the value, even after a move whose effect was missed.
@@ -523,9 +598,11 @@ async def observe(page, stop: asyncio.Event, samples: list[tuple[float, float]],
         at = time.time()
         try:
             key = "Home" if float(await shown.inner_text(timeout=5_000)) >= 99.9 else "End"
+            mark = page.frame_clock.mark()
             times, _ = await move_slider(page, key, timeout_ms=20_000)
             if times["total"] is not None:
-                samples.append((times["total"], at))
+                samples.append((times["total"], at,
+                                page.frame_clock.server_ms(mark, b"aegmm:percentile", b"Flagged rows")))
         except Exception:  # a missed sample is not a session failure; the next move tries again
             pass
         await asyncio.sleep(pause_s)
@@ -565,7 +642,8 @@ def round_summary(n: int, results: list[SessionResult], server: Server, info: di
     all_slider = [ms for r in results for ms in r.slider_ms]
     completed = [r for r in results if r.completed]
     observed = info.get("observed", [])
-    observed_during = [ms for ms, at in observed if any(s <= at <= e for s, e in intervals)]
+    observed_during = [ms for ms, at, _ in observed if any(s <= at <= e for s, e in intervals)]
+    server_during = [ms for _, at, ms in observed if ms is not None and any(s <= at <= e for s, e in intervals)]
     return {
         "sessions": n,
         "completed": len(completed),
@@ -584,9 +662,11 @@ def round_summary(n: int, results: list[SessionResult], server: Server, info: di
                       "max": max(all_slider, default=None)},
         "slider_ms_while_training": {"n": len(during), "p50": pct(during, 50), "p95": pct(during, 95),
                                      "max": max(during, default=None)},
-        "observer_slider_ms": {"n": len(observed), "p50": pct([ms for ms, _ in observed], 50),
-                               "p95": pct([ms for ms, _ in observed], 95),
-                               "max": max((ms for ms, _ in observed), default=None)},
+        "observer_slider_ms": {"n": len(observed), "p50": pct([ms for ms, _, _ in observed], 50),
+                               "p95": pct([ms for ms, _, _ in observed], 95),
+                               "max": max((ms for ms, _, _ in observed), default=None)},
+        "observer_server_ms_while_training": {"n": len(server_during), "p50": pct(server_during, 50),
+                                              "p95": pct(server_during, 95), "max": max(server_during, default=None)},
         "observer_slider_ms_while_training": {"n": len(observed_during), "p50": pct(observed_during, 50),
                                               "p95": pct(observed_during, 95), "max": max(observed_during, default=None)},
         "slider_run_started_ms": {"p50": pct([t for r in results for t in r.slider_run_started_ms], 50),
@@ -650,23 +730,35 @@ def markdown_tables(report: dict) -> str:
         lines += ["", f"Observer (one more visitor whose browser has the CPU priority of a remote visitor's own machine; "
                       f"the N sessions' browsers run at nice {report.get('visitor_nice', 0)}):", "",
                   "| N | observer slider moves (n) | key → flagged count changed p50 / p95 / max (ms) |"
-                  " while a training ran: n, p50 / p95 (ms) |", "|---|---|---|---|"]
+                  " while a training ran: n, p50 / p95 (ms) | server's part while a training ran:"
+                  " request frame out → count frame in, n, p50 / p95 / max (ms) |", "|---|---|---|---|---|"]
         for r in rows:
             o, d = r["observer_slider_ms"], r["observer_slider_ms_while_training"]
+            v = r.get("observer_server_ms_while_training", {})
             lines.append(f"| {r['sessions']} | {o['n']} | {fmt(o['p50'], 0)} / {fmt(o['p95'], 0)} / {fmt(o['max'], 0)} | "
-                         f"{d['n']}, {fmt(d['p50'], 0)} / {fmt(d['p95'], 0)} |")
+                         f"{d['n']}, {fmt(d['p50'], 0)} / {fmt(d['p95'], 0)} | "
+                         f"{v.get('n', 0)}, {fmt(v.get('p50'), 0)} / {fmt(v.get('p95'), 0)} / {fmt(v.get('max'), 0)} |")
     memory = report["memory"]
-    lines += ["", "| server RSS (MiB) | value |", "|---|---|",
+    lines += ["", "| RSS of the server and its job workers (MiB) | value |", "|---|---|",
               f"| bare server, before any session | {fmt(memory['cold_mb'], 0)} |",
-              f"| warm baseline (after one warm-up session closed) | {fmt(memory['baseline_mb'], 0)} |",
+              f"| warm baseline (after one warm-up session closed) | {fmt(memory['baseline_mb'], 0)}"
+              f"{parts(memory.get('baseline_parts'))} |",
               f"| peak over all rounds | {fmt(memory['peak_mb'], 0)} |",
               f"| {memory['after_last_round_wait_s']:.0f} s after the last round closed | "
               f"{fmt(memory['after_last_round_mb'], 0)} |"]
     if memory.get("after_ttl_mb") is not None:
         change = 100 * (memory["after_ttl_mb"] - memory["baseline_mb"]) / memory["baseline_mb"]
         lines.append(f"| after Streamlit's 2-min session TTL + a probe session ({memory['ttl_wait_s']:.0f} s) | "
-                     f"{fmt(memory['after_ttl_mb'], 0)} ({change:+.1f} % vs warm baseline) |")
+                     f"{fmt(memory['after_ttl_mb'], 0)} ({change:+.1f} % vs warm baseline)"
+                     f"{parts(memory.get('after_ttl_parts'))} |")
     return "\n".join(lines)
+
+
+def parts(split: dict | None) -> str:
+    """' (server 780 + workers 410, 415)' from :meth:`Server.parts_now`, or '' without workers."""
+    if not split or not split.get("workers"):
+        return ""
+    return f" (server {fmt(split['server'], 0)} + workers {', '.join(str(w) for w in split['workers'])})"
 
 
 def machine() -> dict:
@@ -716,6 +808,7 @@ async def main_async(args) -> dict:
                 report["warmup"] = asdict(warm)
                 await asyncio.sleep(args.after_wait)
                 report["memory"]["baseline_mb"] = server.rss_now()
+                report["memory"]["baseline_parts"] = server.parts_now()
                 if args.observer:
                     print("observer session …", flush=True)
                     observer_browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -752,6 +845,7 @@ async def main_async(args) -> dict:
                     await probe.close()
                     await asyncio.sleep(10)
                     report["memory"]["after_ttl_mb"] = server.rss_now()
+                    report["memory"]["after_ttl_parts"] = server.parts_now()
                     report["memory"]["ttl_wait_s"] = time.time() - last_closed
             finally:
                 await browser.close()

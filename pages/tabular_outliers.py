@@ -9,10 +9,10 @@ import streamlit as st
 from engine.errors import DataError
 from engine.ingest import feature_matrix
 from engine.metrics import ScoreCurves, binary_labels, score_curves
-from engine.od import OutlierAEGMM
 from ui import charts, downloads, scores, training
 from ui import data as ui_data
 from ui.settings import SETTINGS
+from ui.tasks import ArchivedDetector
 
 JOB = "aegmm"
 EXPLAINED_ROWS = 500  # rows offered in "Why is this row unusual?"
@@ -22,7 +22,7 @@ EXPLAINED_ROWS = 500  # rows offered in "Why is this row unusual?"
 class AEGMMRun:
     """What one training job produced; the slider and charts only read it."""
 
-    detector: OutlierAEGMM
+    model: ArchivedDetector  # the trained detector, as the worker sent it back
     columns: list[str]
     frame: pd.DataFrame  # the scored rows: their features (and label), indexed by row number in the table
     X: np.ndarray  # the same rows as the model's float matrix
@@ -32,33 +32,28 @@ class AEGMMRun:
     curves: ScoreCurves | None  # ROC / PR against the labels (threshold-free, computed once)
     table_name: str
     explained: dict[int, np.ndarray]  # row position -> per-feature error, for the highest-scoring rows
+    threshold: float | None = None  # the slider's threshold on the last run; the detector download carries it
 
     def feature_errors(self, position: int) -> np.ndarray:
         """Per-feature reconstruction error of the row at ``position`` (precomputed for the rows the page offers)."""
         if position not in self.explained:
-            return self.detector.feature_reconstruction_error(self.X[position:position + 1])[0]
+            return self.model.load().feature_reconstruction_error(self.X[position:position + 1])[0]
         return self.explained[position]
 
 
-def fit_and_score(job, X, frame, train_mask, labels, n_gmm, controls, table_name, columns):
-    detector = OutlierAEGMM(n_gmm=n_gmm, data_type="tabular")
-    job.set_stage("training", 0.0)
-    detector.fit(X[train_mask], epochs=controls.epochs, batch_size=controls.batch_size,
-                 optimizer=controls.optimizer(), verbose=False, seed=controls.seed, progress=job.report,
-                 cancel=job.cancel, time_budget=SETTINGS.job_time_budget_s)
-    job.set_stage("scoring all rows", 1.0)
-    all_scores = detector.score(X)
-    detector.infer_threshold(X[train_mask], threshold_perc=95.0)
-    history = detector.history_
-    job.set_stage(f"{history.epochs_run} epoch(s), final loss {history.loss[-1]:.4g}"
-                  + (" (stopped at the time budget)" if history.stopped == "time_budget" else ""), 1.0)
-    curves = None if labels is None else score_curves(labels, all_scores)
-    # The "why is this row unusual" picker offers the highest-scoring flagged rows: their errors are computed
-    # here, once, so that moving the threshold slider never waits for the model.
-    top = np.argsort(-all_scores, kind="stable")[:EXPLAINED_ROWS]
-    explained = dict(zip(top.tolist(), detector.feature_reconstruction_error(X[top])))
-    return AEGMMRun(detector, columns, frame, X, all_scores, all_scores[train_mask], labels, curves, table_name,
-                    explained)
+def train(X, frame, train_mask, labels, n_gmm, controls, table_name, columns) -> None:
+    """Start the training job: the model is trained and every row scored in a worker (``aegmm.fit_and_score``)."""
+    def finish(values: dict, out: dict) -> AEGMMRun:
+        scores = out["scores"]
+        curves = None if labels is None else score_curves(labels, scores)
+        explained = dict(zip(out["top"].tolist(), out["top_errors"]))
+        return AEGMMRun(ArchivedDetector(out["archive"].tobytes()), columns, frame, X, scores, scores[train_mask],
+                        labels, curves, table_name, explained)
+
+    # The "why is this row unusual" picker offers the highest-scoring flagged rows: their errors are computed by
+    # the job, once, so that moving the threshold slider never waits for the model.
+    params = {**controls.params(), "n_gmm": n_gmm, "explained_rows": EXPLAINED_ROWS}
+    training.start_task(JOB, "Train AEGMM", "aegmm.fit_and_score", params, {"X": X, "train_mask": train_mask}, finish)
 
 
 st.title("Tabular outliers")
@@ -99,8 +94,7 @@ if submitted:
             st.info(f"Training on a random sample of {int(max_rows):,} of {len(eligible):,} rows; all rows are scored.")
         shown = list(columns) + ([label] if label and label not in columns else [])
         frame = table.frame.iloc[rows][shown].reset_index(drop=True).set_axis(rows, axis=0)
-        training.start(JOB, "Train AEGMM", lambda job: fit_and_score(
-            job, X, frame, train_mask, labels, n_gmm, controls, table.name, list(columns)))
+        train(X, frame, train_mask, labels, n_gmm, controls, table.name, list(columns))
 
 job = training.panel(JOB)
 run: AEGMMRun | None = training.result(JOB)
@@ -111,7 +105,7 @@ def results(run: AEGMMRun) -> None:
     st.header("Results")
     st.caption(f"{run.table_name} · {len(run.columns)} features · {len(run.scores):,} rows scored")
     percentile, threshold = scores.percentile_slider("aegmm:percentile", run.train_scores)
-    run.detector.threshold = threshold  # the downloaded detector carries the chosen threshold
+    run.threshold = threshold
     flags = run.scores > threshold
     cols = st.columns(3)
     with cols[0]:
@@ -142,7 +136,8 @@ def results(run: AEGMMRun) -> None:
         downloads.csv_button("Scores CSV", lambda: frame.assign(is_outlier=flags.astype(int)),
                              "aegmm_scores.csv", key="aegmm:csv")
     with right:
-        downloads.detector_button("Detector archive", run.detector, "aegmm.lantern.zip", key="aegmm:archive")
+        downloads.archive_button("Detector archive", lambda: run.model.to_bytes(threshold=threshold),
+                                 "aegmm.lantern.zip", key="aegmm:archive")
 
 
 if run is not None:

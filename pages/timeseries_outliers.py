@@ -11,10 +11,12 @@ import streamlit as st
 from engine.errors import DataError
 from engine.ingest import feature_matrix
 from engine.metrics import ScoreCurves, binary_labels, score_curves
-from engine.od import OutlierSeq2Seq
+from engine.od.seq2seq import instance_scores
 from ui import charts, downloads, scores, timeseries, training
 from ui import data as ui_data
+from ui.runtime import run_task
 from ui.settings import SETTINGS
+from ui.tasks import ArchivedDetector
 
 JOB = "seq2seq"
 DEFAULT_DATASET = "bundled:ecg_mitdb"
@@ -33,7 +35,7 @@ OVERLAPS = {0.0: "none", 0.5: "50 %", 0.75: "75 %", 0.875: "87.5 %"}
 class Seq2SeqRun:
     """What one training job produced: the detector and every score the result controls re-threshold."""
 
-    detector: OutlierSeq2Seq
+    model: ArchivedDetector  # the trained detector, as the worker sent it back
     job_id: int
     features: list[str]
     time: np.ndarray  # x axis of every chart: the time column's values (never fed to the model) or row numbers
@@ -49,38 +51,31 @@ class Seq2SeqRun:
     step_curves: ScoreCurves | None  # threshold-free ROC / PR of the per-step score against the labels
     n_train: int  # the model trained on steps [0, n_train); thresholds are percentiles of their scores
     table_name: str
+    threshold: np.ndarray | None = None  # the controls' per-feature thresholds on the last run; the download carries them
 
     @property
     def seq_len(self) -> int:
         return self.window_raw.shape[1]
 
 
-def fit_and_score(job, X, time_values, time_name, labels, n_train, seq_len, latent_dim, stride, controls,
-                  features, table_name, job_id) -> Seq2SeqRun:
-    detector = OutlierSeq2Seq(n_features=X.shape[1], seq_len=seq_len, latent_dim=latent_dim)
-    job.set_stage("training", 0.0)
-    detector.fit(X[:n_train], epochs=controls.epochs, batch_size=controls.batch_size,
-                 optimizer=controls.optimizer(), verbose=False, seed=controls.seed, progress=job.report,
-                 cancel=job.cancel, time_budget=SETTINGS.job_time_budget_s, window_stride=stride)
-    job.set_stage("scoring the whole series", 1.0)
-    details = detector.score_details(X)
-    starts = details["window_start"]
-    # The windows as the model scored them (the last one may overlap its neighbour): their own raw scores
-    # and reconstructions back the window ranking and the drill-down.
-    windows = detector.score_details(np.stack([X[s:s + seq_len] for s in starts]))
-    raw = details["raw_feature_score"]
-    detector.threshold = np.percentile(raw[:n_train], DEFAULT_PERCENTILE, axis=0).astype(np.float32)
-    window_labels, curves = None, None
-    if labels is not None:
-        labelled_before = np.concatenate([[0], np.cumsum(labels)])
-        window_labels = (labelled_before[starts + seq_len] - labelled_before[starts] > 0).astype(int)
-        curves = score_curves(labels, detector.instance_score(raw, 100.0))
-    history = detector.history_
-    job.set_stage(f"{history.epochs_run} epoch(s), final loss {history.loss[-1]:.4g}"
-                  + (" (stopped at the time budget)" if history.stopped == "time_budget" else ""), 1.0)
-    return Seq2SeqRun(detector, job_id, list(features), time_values, time_name, X, details["reconstruction"], raw,
-                      starts, windows["raw_feature_score"], windows["reconstruction"], labels, window_labels,
-                      curves, n_train, table_name)
+def train(X, time_values, time_name, labels, n_train, seq_len, latent_dim, stride, controls, features,
+          table_name) -> None:
+    """Start the training job: the model is trained and the series scored in a worker (``seq2seq.fit_and_score``)."""
+    def finish(job_id: int, values: dict, out: dict) -> Seq2SeqRun:
+        starts, raw = out["window_start"], out["raw"]
+        window_labels, curves = None, None
+        if labels is not None:
+            labelled_before = np.concatenate([[0], np.cumsum(labels)])
+            window_labels = (labelled_before[starts + seq_len] - labelled_before[starts] > 0).astype(int)
+            curves = score_curves(labels, instance_scores(raw, 100.0))
+        return Seq2SeqRun(ArchivedDetector(out["archive"].tobytes()), job_id, list(features), time_values, time_name,
+                          X, out["reconstruction"], raw, starts, out["window_raw"], out["window_reconstruction"],
+                          labels, window_labels, curves, n_train, table_name)
+
+    params = {**controls.params(), "n_train": n_train, "seq_len": seq_len, "latent_dim": latent_dim,
+              "stride": stride, "percentile": DEFAULT_PERCENTILE}
+    training.start(JOB, "Train Seq2Seq", lambda job: finish(job.id, *run_task(job, "seq2seq.fit_and_score", params,
+                                                                                  {"X": X})))
 
 
 def time_axis(frame: pd.DataFrame, column: str | None, rows: np.ndarray) -> np.ndarray:
@@ -180,9 +175,8 @@ if submitted:
         ui_data.show_data_error(exc)
     else:
         stride = max(1, int(round(seq_len * (1 - overlap))))
-        training.start(JOB, "Train Seq2Seq", lambda job: fit_and_score(
-            job, X, time_values, time_name or "row", labels, n_train, int(seq_len), int(latent_dim), stride,
-            controls, features, table.name, job.id))
+        train(X, time_values, time_name or "row", labels, n_train, int(seq_len), int(latent_dim), stride, controls,
+              features, table.name)
 
 job = training.panel(JOB)
 run: Seq2SeqRun | None = training.result(JOB)
@@ -308,7 +302,7 @@ def results(run: Seq2SeqRun) -> None:
 
     st.subheader("Thresholds")
     thresholds = threshold_controls(run)
-    run.detector.threshold = thresholds  # the downloaded detector carries the chosen thresholds
+    run.threshold = thresholds
     feature_scores = run.raw - thresholds
     flags = feature_scores > 0
     step_flags = flags.any(axis=1)
@@ -319,7 +313,7 @@ def results(run: Seq2SeqRun) -> None:
              "above 0. At 1 % a single flagged step is enough; at 100 % (the reference's default) the whole window "
              "must be above the thresholds on average.")
     feature_scores_by_window = run.window_raw - thresholds
-    window_scores = run.detector.instance_score(feature_scores_by_window, outlier_perc)
+    window_scores = instance_scores(feature_scores_by_window, outlier_perc)
     window_flags = window_scores > 0
 
     cols = iter(st.columns(4 if n_features > 1 else 3))
@@ -381,7 +375,8 @@ def results(run: Seq2SeqRun) -> None:
         downloads.csv_button("Window scores CSV", lambda: ranked.sort_values("window"),
                              "seq2seq_window_scores.csv", key="s2s:window_csv")
     with right:
-        downloads.detector_button("Detector archive", run.detector, "seq2seq.lantern.zip", key="s2s:archive")
+        downloads.archive_button("Detector archive", lambda: run.model.to_bytes(threshold=thresholds),
+                                 "seq2seq.lantern.zip", key="s2s:archive")
 
 
 if run is not None:

@@ -1,9 +1,11 @@
 """Shared Streamlit widgets and the job runner behind Lantern's pages.
 
-Pages compose these; only this package and ``pages/`` import streamlit.
+Pages compose these; only this package and ``pages/`` import streamlit. The modules a job's worker
+process needs (:mod:`ui.workers`, :mod:`ui.tasks`, :mod:`ui.jobs`) do not, and importing this package
+does not pull streamlit in where it is not loaded already.
 """
 
-from streamlit.runtime.pages_manager import PagesManager as _PagesManager
+import sys
 
 
 def _enter_through_app_py() -> None:
@@ -14,8 +16,10 @@ def _enter_through_app_py() -> None:
     would run that page file alone: no page config, no navigation, no sidebar. Switching the flag
     off and rerunning once (this module is imported by every page) sends that run through app.py.
     """
-    if _PagesManager.uses_pages_directory:
-        _PagesManager.uses_pages_directory = False
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
         import streamlit as st
         from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
@@ -23,4 +27,5 @@ def _enter_through_app_py() -> None:
             st.rerun()
 
 
-_enter_through_app_py()
+if "streamlit" in sys.modules:  # in a worker process (no streamlit) there are no pages to route
+    _enter_through_app_py()

@@ -24,7 +24,12 @@ def json_button(label: str, text: str | Callable[[], str], file_name: str, key: 
                        icon=":material/download:", on_click="ignore")
 
 
+def archive_button(label: str, data: Callable[[], bytes], file_name: str, key: str) -> None:
+    """A download button for an archive (JSON config + weights, no pickle) that ``data()`` makes on click."""
+    st.download_button(label, data=data, file_name=file_name, mime="application/zip", key=key,
+                       icon=":material/download:", on_click="ignore")
+
+
 def detector_button(label: str, detector: Any, file_name: str, key: str) -> None:
-    """A download button for a detector archive (JSON config + weights, no pickle)."""
-    st.download_button(label, data=lambda: detector_to_bytes(detector), file_name=file_name,
-                       mime="application/zip", key=key, icon=":material/download:", on_click="ignore")
+    """A download button for a detector's archive."""
+    archive_button(label, lambda: detector_to_bytes(detector), file_name, key)

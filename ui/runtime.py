@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import gc
@@ -21,6 +22,7 @@ from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_r
 
 from ui.jobs import Job, JobManager, lower_thread_priority
 from ui.settings import SETTINGS
+from ui.workers import WorkerPool
 
 
 def _keep_keras_state_between_reruns() -> None:
@@ -235,3 +237,21 @@ MANAGER = JobManager(
     is_owner_alive=session_is_alive,
     nice=SETTINGS.job_nice,
 )
+
+POOL: WorkerPool | None = None
+if SETTINGS.job_processes:
+    POOL = WorkerPool(size=SETTINGS.max_concurrent_jobs, nice=SETTINGS.job_nice, max_tasks=SETTINGS.worker_max_tasks)
+    POOL.prestart()  # the workers import TensorFlow while the first visitors look around
+    atexit.register(POOL.close)
+
+
+def run_task(job: Job, task: str, params: dict, arrays: dict) -> tuple[dict, dict]:
+    """Run the :mod:`ui.tasks` task ``task`` for ``job``: in a worker process, or in the job's own thread when
+    ``LANTERN_JOB_PROCESSES=0``. The task gets the server's job time budget; a worker is killed if it runs
+    past twice that (plus a minute for scoring)."""
+    params = {**params, "time_budget": SETTINGS.job_time_budget_s}
+    if POOL is None:
+        from ui.tasks import TASKS
+
+        return TASKS[task](job, params, arrays)
+    return POOL.run(job, task, params, arrays, deadline_s=2 * SETTINGS.job_time_budget_s + 60)

@@ -35,6 +35,8 @@ class Settings:
     memory_log_s: int = 0
     job_nice: int = 10
     memory_release_s: int = 10
+    job_processes: bool = True
+    worker_max_tasks: int = 25
 
     @property
     def ingest_limits(self) -> IngestLimits:
@@ -61,6 +63,8 @@ def load_settings() -> Settings:
         memory_log_s=max(0, _int_env("LANTERN_MEMORY_LOG_S", 0)),
         job_nice=min(19, max(0, _int_env("LANTERN_JOB_NICE", 10))),
         memory_release_s=max(0, _int_env("LANTERN_MEMORY_RELEASE_S", 10)),
+        job_processes=os.environ.get("LANTERN_JOB_PROCESSES", "1") != "0",
+        worker_max_tasks=max(1, _int_env("LANTERN_WORKER_MAX_TASKS", 25)),
     )
 
 

@@ -22,7 +22,7 @@ import streamlit as st
 
 from ui import charts
 from ui.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Job, JobLimitError
-from ui.runtime import MANAGER, session_id
+from ui.runtime import MANAGER, run_task, session_id
 
 _REFRESH_S = 0.5  # a running job's progress and live loss chart
 _QUEUED_REFRESH_S = 2.0  # a queued job's position: every waiting session reruns this, so it is kept light
@@ -50,6 +50,16 @@ def start(key: str, label: str, fn: Callable[[Job], Any], kind: str = "train") -
         return None
     st.session_state[_state_key(key)] = job
     return job
+
+
+def start_task(key: str, label: str, task: str, params: dict, arrays: dict,
+               finish: Callable[[dict, dict], Any], kind: str = "train") -> Job | None:
+    """Submit the :mod:`ui.tasks` task ``task`` as a job under ``key`` (see :func:`start`).
+
+    The task runs in a worker process (:mod:`ui.workers`) with JSON ``params`` and numpy ``arrays``;
+    ``finish(values, arrays)`` then builds the job's result from its answer, in this process.
+    """
+    return start(key, label, lambda job: finish(*run_task(job, task, params, arrays)), kind=kind)
 
 
 def result(key: str) -> Any:
@@ -130,7 +140,7 @@ def panel(key: str, *, show_loss: bool = True) -> Job | None:
     return job
 
 
-__all__ = ["start", "panel", "current", "result", "forget", "DONE", "FAILED", "CANCELLED", "RUNNING", "QUEUED"]
+__all__ = ["start", "start_task", "panel", "current", "result", "forget", "DONE", "FAILED", "CANCELLED", "RUNNING", "QUEUED"]
 
 
 class TrainingControls:
@@ -146,6 +156,11 @@ class TrainingControls:
         import keras
 
         return keras.optimizers.Adam(learning_rate=self.learning_rate)
+
+    def params(self) -> dict:
+        """The settings as a task's JSON parameters (a worker builds the same Adam optimizer from them)."""
+        return {"epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
+                "seed": self.seed}
 
 
 def controls(key: str, *, epochs: int = 10, batch_size: int = 256, learning_rate: float = 1e-3) -> TrainingControls:

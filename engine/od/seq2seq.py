@@ -280,6 +280,26 @@ class _ReconstructionMetric:
         self.metric.reset_state()
 
 
+def instance_scores(fscore: np.ndarray, outlier_perc: float = 100.0) -> np.ndarray:
+    """The mean of the top ⌈outlier_perc %⌉ feature scores of each instance (first axis); see
+    :meth:`OutlierSeq2Seq.instance_score`, which this is, usable without a detector.
+
+    Examples
+    --------
+    >>> instance_scores(np.array([[1., 2., 3., 10.]]), outlier_perc=50)
+    array([6.5], dtype=float32)
+    """
+    outlier_perc = check_percentile(outlier_perc, "outlier_perc")
+    scores = np.asarray(fscore, dtype=np.float32)
+    scores = scores.reshape(scores.shape[0], -1)
+    n_scores = scores.shape[1]
+    k = min(n_scores, max(1, math.ceil(outlier_perc / 100.0 * n_scores)))
+    if k == n_scores:
+        return scores.mean(axis=1)
+    top = np.partition(scores, n_scores - k, axis=1)[:, n_scores - k:]
+    return top.mean(axis=1)
+
+
 @register_archivable("detector")
 class OutlierSeq2Seq(BaseDetector, ThresholdMixin):
     """Seq2Seq time-series outlier detector with a learned, state-dependent threshold.
@@ -497,15 +517,7 @@ class OutlierSeq2Seq(BaseDetector, ThresholdMixin):
         >>> od.instance_score(np.array([[1., 2., 3., 10.]]), outlier_perc=50)
         array([6.5], dtype=float32)
         """
-        outlier_perc = check_percentile(outlier_perc, "outlier_perc")
-        scores = np.asarray(fscore, dtype=np.float32)
-        scores = scores.reshape(scores.shape[0], -1)
-        n_scores = scores.shape[1]
-        k = min(n_scores, max(1, math.ceil(outlier_perc / 100.0 * n_scores)))
-        if k == n_scores:
-            return scores.mean(axis=1)
-        top = np.partition(scores, n_scores - k, axis=1)[:, n_scores - k:]
-        return top.mean(axis=1)
+        return instance_scores(fscore, outlier_perc)
 
     def score(
         self, X: np.ndarray, outlier_perc: float = 100.0, batch_size: int = int(1e10)

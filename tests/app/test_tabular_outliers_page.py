@@ -34,7 +34,7 @@ def test_train_two_epochs_on_shuttle_then_slider_changes_flagged_count():
     assert flagged_at_80 > flagged_at_95
     # The detector carries the threshold chosen on the slider.
     run = at.session_state["job::aegmm"].result
-    assert run.detector.threshold == pytest.approx(float(metric_value(at, "Threshold (energy)")), rel=1e-3)
+    assert run.threshold == pytest.approx(float(metric_value(at, "Threshold (energy)")), rel=1e-3)
 
 
 def test_bad_column_choice_shows_message_not_exception():
@@ -68,15 +68,14 @@ def test_moving_the_slider_never_calls_the_model_and_the_why_chart_matches_the_d
     run = at.session_state["job::aegmm"].result
     top = int(np.argmax(run.scores))
     np.testing.assert_allclose(run.feature_errors(top),
-                               run.detector.feature_reconstruction_error(run.X[top:top + 1])[0], rtol=1e-5)
+                               run.model.load().feature_reconstruction_error(run.X[top:top + 1])[0], rtol=1e-5)
     unexplained = next(p for p in range(len(run.X)) if p not in run.explained)
     assert run.feature_errors(unexplained).shape == (len(run.columns),)  # any other row still works
 
     def no_model(*args, **kwargs):
         raise AssertionError("the slider path called the model")
 
-    run.detector.feature_reconstruction_error = no_model
-    run.detector.score = no_model
+    run.model.load = no_model  # building the detector (let alone calling it) now fails
     for percentile in (60.0, 99.0):
         at.slider(key="aegmm:percentile").set_value(percentile).run()
         no_exceptions(at)

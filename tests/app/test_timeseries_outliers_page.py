@@ -91,8 +91,8 @@ def test_moving_a_feature_threshold_changes_the_flagged_count_from_cached_scores
     assert after > before
     # The detector (and its archive) carries the chosen threshold: the 90th percentile of the training scores.
     expected = np.percentile(run.raw[:run.n_train, 0], 90.0)
-    assert float(run.detector.threshold[0]) == pytest.approx(expected, rel=1e-5)
-    assert after == int(np.sum(run.raw[:, 0] > run.detector.threshold[0]))
+    assert float(run.threshold[0]) == pytest.approx(expected, rel=1e-5)
+    assert after == int(np.sum(run.raw[:, 0] > run.threshold[0]))
     assert at.session_state["job::seq2seq"].result is run  # nothing was retrained
 
     # The global percentile resets every feature's.
@@ -187,13 +187,13 @@ def test_uploaded_multivariate_series_with_dates_out_of_order():
     assert "Against the label column" not in [h.value for h in at.subheader]
 
     # Lowering only the pressure threshold flags more pressure values and leaves temperature's alone.
-    temperature_threshold = float(run.detector.threshold[0])
+    temperature_threshold = float(run.threshold[0])
     before = _count(at, "Flagged feature values")
     at.slider(key="s2s:feature_percentile:1").set_value(60.0).run()
     no_exceptions(at)
     assert _count(at, "Flagged feature values") > before
-    assert float(run.detector.threshold[0]) == temperature_threshold
-    assert float(run.detector.threshold[1]) == pytest.approx(np.percentile(run.raw[:run.n_train, 1], 60.0), rel=1e-5)
+    assert float(run.threshold[0]) == temperature_threshold
+    assert float(run.threshold[1]) == pytest.approx(np.percentile(run.raw[:run.n_train, 1], 60.0), rel=1e-5)
 
 
 def test_cancel_stops_training_and_keeps_nothing():

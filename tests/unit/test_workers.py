@@ -1,0 +1,210 @@
+"""Jobs in worker processes: the message format, the pool, and what a worker's failure does (and does not) reach."""
+
+import io
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from engine.errors import DataError, LanternError
+from ui.jobs import CANCELLED, DONE, FAILED, JobManager
+from ui.workers import WorkerError, WorkerPool, read_message, write_message
+
+TEST_TASKS = ("tests.unit.worker_tasks",)
+
+
+def test_a_message_carries_json_and_arrays_exactly():
+    buffer = io.BytesIO()
+    arrays = {"X": np.arange(12, dtype=np.float32).reshape(3, 4), "mask": np.array([True, False, True]),
+              "bytes": np.frombuffer(b"PK\x03\x04 archive", dtype=np.uint8)}
+    write_message(buffer, {"type": "task", "params": {"epochs": 2, "name": "é", "lr": 1e-3}}, arrays)
+    write_message(buffer, {"type": "cancel"})
+    buffer.seek(0)
+    header, got = read_message(buffer)
+    assert header == {"type": "task", "params": {"epochs": 2, "name": "é", "lr": 1e-3}}
+    assert list(got) == ["X", "mask", "bytes"]
+    for name, array in arrays.items():
+        assert got[name].dtype == array.dtype and np.array_equal(got[name], array)
+    assert read_message(buffer) == ({"type": "cancel"}, {})
+    with pytest.raises(EOFError):
+        read_message(buffer)
+
+
+def test_nothing_is_pickled_object_arrays_are_refused():
+    with pytest.raises(ValueError):
+        write_message(io.BytesIO(), {"type": "task"}, {"x": np.array([{"a": 1}], dtype=object)})
+
+
+@pytest.fixture(scope="module")
+def pool():
+    pool = WorkerPool(size=1, nice=5, task_modules=TEST_TASKS)
+    pool.cancel_grace_s = 1.0
+    yield pool
+    pool.close()
+
+
+def run(pool, task, params=None, arrays=None, deadline_s=60.0):
+    manager = JobManager(max_concurrent=1)
+    job = manager.submit("owner", task, lambda job: pool.run(job, task, params or {}, arrays or {}, deadline_s))
+    return manager, manager.wait(job, timeout=deadline_s + 60)
+
+
+def test_a_task_runs_in_another_process_at_lower_priority_without_streamlit(pool):
+    _, job = run(pool, "test.ping", {"n": 3}, {"x": np.arange(3.0)})
+    assert job.state == DONE, job.error
+    values, arrays = job.result
+    assert values["pid"] != os.getpid() and values["pid"] in pool.pids()
+    assert values["params"] == {"n": 3}
+    assert values["nice"] >= 5
+    assert values["streamlit"] is False
+    np.testing.assert_array_equal(arrays["x"], [0.0, 2.0, 4.0])
+
+
+def test_progress_and_stages_reach_the_job_in_the_server(pool):
+    _, job = run(pool, "test.progress")
+    assert job.state == DONE, job.error
+    assert [e["step"] for e in job.events if e["kind"] == "batch"] == [1, 2, 3]
+    assert job.events[-1]["loss"] == pytest.approx(1 / 3)
+    assert job.message == "scoring" and job.fraction == 1.0
+
+
+def test_an_engine_error_keeps_its_class_and_message_and_the_worker_is_reused(pool):
+    _, first = run(pool, "test.ping")
+    manager = JobManager(max_concurrent=1)
+    captured = {}
+
+    def catch(job):
+        try:
+            pool.run(job, "test.bad_data", {}, {}, 30)
+        except LanternError as exc:
+            captured["error"] = exc
+            raise
+
+    job = manager.submit("owner", "bad", catch)
+    manager.wait(job, timeout=60)
+    assert job.state == FAILED and job.error == "the column 'x' is empty"
+    assert type(captured["error"]) is DataError
+    _, after = run(pool, "test.ping")
+    assert after.result[0]["pid"] == first.result[0]["pid"]
+
+
+def test_a_bug_in_a_task_fails_its_job_with_a_message_and_the_worker_goes_on(pool):
+    _, job = run(pool, "test.bug")
+    assert job.state == FAILED and "ZeroDivisionError" in job.error and "nothing else is affected" in job.error
+    _, after = run(pool, "test.ping")
+    assert after.state == DONE
+
+
+def test_cancelling_stops_the_task_and_keeps_the_worker(pool):
+    manager = JobManager(max_concurrent=1)
+    job = manager.submit("owner", "sleep", lambda job: pool.run(job, "test.sleep", {"seconds": 30}, {}, 60))
+    time.sleep(1.5)
+    pid = pool.pids()[0]
+    started = time.monotonic()
+    manager.cancel(job)
+    manager.wait(job, timeout=30)
+    assert job.state == CANCELLED and time.monotonic() - started < 5
+    _, after = run(pool, "test.ping")
+    assert after.result[0]["pid"] == pid
+
+
+def test_a_task_that_ignores_cancelling_is_killed_after_the_grace_period(pool):
+    manager = JobManager(max_concurrent=1)
+    job = manager.submit("owner", "stubborn", lambda job: pool.run(job, "test.stubborn", {"seconds": 60}, {}, 120))
+    time.sleep(1.5)
+    pid = pool.pids()[0]
+    started = time.monotonic()
+    manager.cancel(job)
+    manager.wait(job, timeout=30)
+    assert job.state == CANCELLED and time.monotonic() - started < 10
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    _, after = run(pool, "test.ping")
+    assert after.state == DONE and after.result[0]["pid"] != pid
+
+
+def test_a_task_past_its_hard_deadline_is_killed_and_says_so(pool):
+    _, job = run(pool, "test.stubborn", {"seconds": 60}, deadline_s=2.0)
+    assert job.state == FAILED and "over its time budget" in job.error
+    _, after = run(pool, "test.ping")
+    assert after.state == DONE
+
+
+def test_a_worker_that_dies_fails_only_its_job_and_the_next_job_gets_a_new_one(pool):
+    _, before = run(pool, "test.ping")
+    _, job = run(pool, "test.die")
+    assert job.state == FAILED and "stopped unexpectedly" in job.error
+    _, after = run(pool, "test.ping")
+    assert after.state == DONE and after.result[0]["pid"] != before.result[0]["pid"]
+
+
+def test_a_worker_killed_from_outside_is_reported_as_likely_out_of_memory(pool):
+    manager = JobManager(max_concurrent=1)
+    job = manager.submit("owner", "sleep", lambda job: pool.run(job, "test.sleep", {"seconds": 30}, {}, 60))
+    time.sleep(1.5)
+    os.kill(pool.pids()[0], signal.SIGKILL)  # what the kernel's OOM killer does
+    manager.wait(job, timeout=30)
+    assert job.state == FAILED and "out of memory" in job.error
+
+
+def test_an_unknown_task_name_is_refused_by_the_worker(pool):
+    _, job = run(pool, "os.system")
+    assert job.state == FAILED and "no task 'os.system'" in job.error
+
+
+def test_a_worker_is_replaced_after_max_tasks():
+    pool = WorkerPool(size=1, max_tasks=1, task_modules=TEST_TASKS)
+    try:
+        pids = [run(pool, "test.ping")[1].result[0]["pid"] for _ in range(2)]
+        assert pids[0] != pids[1]
+        assert pool.retired >= 1
+    finally:
+        pool.close()
+
+
+def test_workers_exit_when_the_server_closes_their_pipe():
+    pool = WorkerPool(size=2, task_modules=TEST_TASKS)
+    pool.prestart()
+    pids = pool.pids()
+    assert len(pids) == 2
+    pool.close()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_worker_error_is_an_engine_error_for_the_job_manager():
+    assert issubclass(WorkerError, LanternError)
+
+
+def test_the_tabular_task_gives_the_same_model_in_a_worker_as_in_the_server_thread():
+    from engine.saving import load_detector
+    from ui.tasks import TASKS, ArchivedDetector
+
+    X = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
+    X[:5] += 6.0
+    params = {"epochs": 2, "batch_size": 64, "learning_rate": 1e-3, "seed": 3, "n_gmm": 2, "explained_rows": 10,
+              "time_budget": 60}
+    arrays = {"X": X, "train_mask": np.arange(300) >= 5}
+    manager = JobManager(max_concurrent=1)
+    local = manager.wait(manager.submit("owner", "thread", lambda job: TASKS["aegmm.fit_and_score"](job, params, arrays)),
+                         timeout=120)
+    pool = WorkerPool(size=1)
+    try:
+        _, remote = run(pool, "aegmm.fit_and_score", params, arrays, deadline_s=120)
+    finally:
+        pool.close()
+    assert local.state == remote.state == DONE, (local.error, remote.error)
+    (lv, la), (rv, ra) = local.result, remote.result
+    assert lv["history"]["epochs_run"] == rv["history"]["epochs_run"] == 2
+    np.testing.assert_allclose(ra["scores"], la["scores"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(ra["top"], la["top"])
+    assert set(ra["top"][:5]) == set(range(5))  # the shifted rows score highest
+    assert len(remote.events) > 0 and remote.fraction == 1.0
+    held = ArchivedDetector(ra["archive"].tobytes())
+    np.testing.assert_allclose(held.load().score(X), ra["scores"], rtol=1e-5, atol=1e-5)
+    assert held.load() is held.load()
+    assert load_detector(held.to_bytes(threshold=1.5)).threshold == 1.5
+    assert held.to_bytes() == ra["archive"].tobytes()

@@ -1,0 +1,131 @@
+"""The heavy part of each workflow's job, as a task a worker process can run (see :mod:`ui.workers`).
+
+A task is ``fn(job, params, arrays) -> (values, arrays)``: ``params`` and ``values`` are JSON,
+``arrays`` are numeric numpy arrays; a trained detector travels as its archive bytes (the same
+JSON config + weights format as a download, see :mod:`engine.saving`). ``job`` offers ``report``
+(the engine's progress callback), ``set_stage`` and ``cancel``, in a worker as in a thread, so a task
+runs the same either way. This module does not import streamlit.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict
+from typing import Any, Callable
+
+import keras
+import numpy as np
+
+from engine.od import OutlierAEGMM, OutlierSeq2Seq
+from engine.saving import detector_to_bytes, load_detector
+
+Task = Callable[[Any, dict, dict], tuple[dict, dict]]
+TASKS: dict[str, Task] = {}
+
+
+def task(name: str) -> Callable[[Task], Task]:
+    """Register a task under ``name``."""
+
+    def register(fn: Task) -> Task:
+        TASKS[name] = fn
+        return fn
+
+    return register
+
+
+def archive_array(detector: Any) -> np.ndarray:
+    """A detector's archive as a uint8 array (how a trained model leaves a worker)."""
+    return np.frombuffer(detector_to_bytes(detector), dtype=np.uint8)
+
+
+class ArchivedDetector:
+    """A trained detector that came back from a worker as its archive; the model is built here only when used.
+
+    A page's charts and threshold controls need only the scores, so most sessions never build the
+    networks in the server process (no interpreter time, no memory for them). The archive is the one
+    the worker made with :func:`engine.saving.detector_to_bytes`, read back with the same checks as any
+    archive.
+
+    Examples
+    --------
+    >>> held = ArchivedDetector(archive_array(detector).tobytes())   # doctest: +SKIP
+    >>> held.load().score(X)                                         # doctest: +SKIP
+    """
+
+    def __init__(self, archive: bytes) -> None:
+        self.archive = archive
+        self._detector = None
+        self._lock = threading.Lock()
+
+    def load(self) -> Any:
+        """The detector, built from the archive on first use."""
+        with self._lock:
+            if self._detector is None:
+                self._detector = load_detector(self.archive)
+            return self._detector
+
+    def to_bytes(self, **attributes: Any) -> bytes:
+        """The archive, with ``attributes`` (e.g. a chosen ``threshold``) set on the detector first; as is without."""
+        if not attributes:
+            return self.archive
+        detector = self.load()
+        with self._lock:
+            for name, value in attributes.items():
+                setattr(detector, name, value)
+            return detector_to_bytes(detector)
+
+
+def _fit_options(job, params: dict) -> dict:
+    """The training arguments every detector task shares (from ``ui.training.TrainingControls.params``)."""
+    return dict(epochs=int(params["epochs"]), batch_size=int(params["batch_size"]),
+                optimizer=keras.optimizers.Adam(learning_rate=float(params["learning_rate"])),
+                seed=int(params["seed"]), verbose=False, progress=job.report, cancel=job.cancel,
+                time_budget=params.get("time_budget"))
+
+
+def _stage_after_training(job, history) -> dict:
+    job.set_stage(f"{history.epochs_run} epoch(s), final loss {history.loss[-1]:.4g}"
+                  + (" (stopped at the time budget)" if history.stopped == "time_budget" else ""), 1.0)
+    return asdict(history)
+
+
+@task("aegmm.fit_and_score")
+def aegmm_fit_and_score(job, params: dict, arrays: dict) -> tuple[dict, dict]:
+    """Train an OutlierAEGMM on the rows ``train_mask`` of ``X``, score every row, explain the top rows.
+
+    Returns the scores, the training rows' threshold at 95 %, and the per-feature reconstruction
+    errors of the ``explained_rows`` highest-scoring rows (so the page's row picker never calls the model).
+    """
+    X, train_mask = arrays["X"], arrays["train_mask"].astype(bool)
+    detector = OutlierAEGMM(n_gmm=int(params["n_gmm"]), data_type="tabular")
+    job.set_stage("training", 0.0)
+    detector.fit(X[train_mask], **_fit_options(job, params))
+    job.set_stage("scoring all rows", 1.0)
+    scores = detector.score(X)
+    detector.infer_threshold(X[train_mask], threshold_perc=95.0)
+    history = _stage_after_training(job, detector.history_)
+    top = np.argsort(-scores, kind="stable")[:int(params["explained_rows"])]
+    return {"history": history}, {"scores": scores, "top": top, "top_errors": detector.feature_reconstruction_error(X[top]),
+                                  "archive": archive_array(detector)}
+
+
+@task("seq2seq.fit_and_score")
+def seq2seq_fit_and_score(job, params: dict, arrays: dict) -> tuple[dict, dict]:
+    """Train an OutlierSeq2Seq on the first ``n_train`` steps of ``X`` and score the whole series and its windows."""
+    X = arrays["X"]
+    n_train, seq_len = int(params["n_train"]), int(params["seq_len"])
+    detector = OutlierSeq2Seq(n_features=X.shape[1], seq_len=seq_len, latent_dim=int(params["latent_dim"]))
+    job.set_stage("training", 0.0)
+    detector.fit(X[:n_train], window_stride=int(params["stride"]), **_fit_options(job, params))
+    job.set_stage("scoring the whole series", 1.0)
+    details = detector.score_details(X)
+    starts = details["window_start"]
+    # The windows as the model scored them (the last one may overlap its neighbour): their own raw scores
+    # and reconstructions back the window ranking and the drill-down.
+    windows = detector.score_details(np.stack([X[s:s + seq_len] for s in starts]))
+    raw = details["raw_feature_score"]
+    detector.threshold = np.percentile(raw[:n_train], float(params["percentile"]), axis=0).astype(np.float32)
+    history = _stage_after_training(job, detector.history_)
+    return {"history": history}, {"reconstruction": details["reconstruction"], "raw": raw, "window_start": starts,
+                                  "window_raw": windows["raw_feature_score"],
+                                  "window_reconstruction": windows["reconstruction"], "archive": archive_array(detector)}
