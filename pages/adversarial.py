@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,9 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from engine.ad import ModelDistillation, fgsm, harmfulness, pgd
 from engine.ad.attacks import AttackResult
-from engine.classifiers import build_classifier, train_classifier
 from engine.datasets import get_dataset
 from engine.errors import DataError
 from engine.metrics import ScoreCurves, score_curves
@@ -22,6 +19,7 @@ from engine.training import TrainingHistory
 from ui import charts, downloads, images, training
 from ui import data as ui_data
 from ui.settings import SETTINGS
+from ui.tasks import ArchivedDetector, TrainedNetwork
 
 CLASSIFIER_JOB = "adv-classifier"
 DISTIL_JOB = "adv-distil"
@@ -105,7 +103,7 @@ def prepare(table, features, label, image_shape, test_share, max_train, seed) ->
 @dataclass
 class ClassifierRun:
     data: Prepared
-    model: object  # keras classifier
+    classifier: TrainedNetwork  # the trained keras classifier, as its spec and weights
     network: str
     history: TrainingHistory
     train_accuracy: float
@@ -115,9 +113,12 @@ class ClassifierRun:
 @dataclass
 class DetectorRun:
     classifier_run: ClassifierRun
-    detector: ModelDistillation
+    model: ArchivedDetector  # the distilled ModelDistillation, as the worker sent it back
+    temperature: float
+    epochs_run: int
     calibration_scores: np.ndarray
     agreement: float  # share of held-out clean rows where student and classifier predict the same class
+    threshold: float | None = None  # the slider's threshold on the last run; the detector download carries it
 
 
 @dataclass
@@ -135,86 +136,66 @@ class AttackRun:
     notes: list[str] = field(default_factory=list)
 
 
-def train_classifier_job(job, data: Prepared, network: str, controls) -> ClassifierRun:
-    spec = dict(NETWORKS[network][1])
-    model = build_classifier(len(data.feature_names), len(data.class_names), spec.pop("kind"),
-                             image_shape=data.image_shape, seed=controls.seed, **spec)
+def train_classifier_job(data: Prepared, network: str, controls) -> None:
+    """Start step 1: the classifier trains in a worker (``classifier.train``)."""
+    def finish(values: dict, out: dict) -> ClassifierRun:
+        history = TrainingHistory(**values["history"])
+        metrics = values["metrics"]
+        return ClassifierRun(data, TrainedNetwork.from_answer(values["spec"], out), NETWORKS[network][0], history,
+                             metrics["train_accuracy"], metrics["val_accuracy"])
 
-    def report(event):
-        job.report(event)
-        if "accuracy" in event.metrics:
-            job.set_stage(f"{job.message} · training accuracy {event.metrics['accuracy']:.3f}")
-
-    history, metrics = train_classifier(
-        model, data.X_fit, data.y_fit, epochs=controls.epochs, batch_size=controls.batch_size,
-        optimizer=controls.optimizer(), seed=controls.seed, progress=report, cancel=job.cancel,
-        time_budget=SETTINGS.job_time_budget_s, validation=(data.X_test, data.y_test))
-    job.set_stage(f"{history.epochs_run} epoch(s), test accuracy {metrics['val_accuracy']:.3f}"
-                  + (" (stopped at the time budget)" if history.stopped == "time_budget" else ""), 1.0)
-    return ClassifierRun(data, model, NETWORKS[network][0], history, metrics["train_accuracy"],
-                         metrics["val_accuracy"])
+    params = {**controls.params(), "network": NETWORKS[network][1], "n_features": len(data.feature_names),
+              "n_classes": len(data.class_names), "image_shape": data.image_shape, "show_accuracy": True}
+    arrays = {"X": data.X_fit, "y": data.y_fit, "X_val": data.X_test, "y_val": data.y_test}
+    if training.start_task(CLASSIFIER_JOB, f"Train classifier on {data.table_name}", "classifier.train", params,
+                           arrays, finish) is not None:
+        training.forget(DISTIL_JOB)  # a detector and an attack belong to the classifier they were made for
+        training.forget(ATTACK_JOB)
 
 
-def distil_job(job, run: ClassifierRun, temperature: float, loss_type: str, controls) -> DetectorRun:
+def distil_job(run: ClassifierRun, temperature: float, loss_type: str, controls) -> None:
+    """Start step 2: the detector is distilled in a worker (``adversarial.distil``)."""
     data = run.data
-    detector = ModelDistillation(model=run.model, temperature=temperature, loss_type=loss_type,
-                                 data_type="image" if data.image_shape else "tabular")
-    detector.fit(data.X_fit, epochs=controls.epochs, batch_size=controls.batch_size, optimizer=controls.optimizer(),
-                 verbose=False, seed=controls.seed, progress=job.report, cancel=job.cancel,
-                 time_budget=SETTINGS.job_time_budget_s)
-    job.set_stage("scoring the held-out clean rows", 1.0)
-    scores, teacher, student = detector.score(data.X_calibration, return_predictions=True)
-    detector.threshold = float(np.percentile(scores, 95.0))
-    agreement = float(np.mean(teacher.argmax(axis=1) == student.argmax(axis=1)))
-    history = detector.history_
-    job.set_stage(f"{history.epochs_run} epoch(s), final loss {history.loss[-1]:.4g}, student agrees with the "
-                  f"classifier on {agreement:.1%} of held-out clean rows"
-                  + (" (stopped at the time budget)" if history.stopped == "time_budget" else ""), 1.0)
-    return DetectorRun(run, detector, scores, agreement)
+
+    def finish(values: dict, out: dict) -> DetectorRun:
+        return DetectorRun(run, ArchivedDetector(out["archive"].tobytes()), temperature,
+                           values["history"]["epochs_run"], out["scores"], values["agreement"])
+
+    params = {**controls.params(), "teacher": run.classifier.spec, "temperature": temperature, "loss_type": loss_type,
+              "data_type": "image" if data.image_shape else "tabular"}
+    arrays = {**run.classifier.arrays(), "X_fit": data.X_fit, "X_calibration": data.X_calibration}
+    if training.start_task(DISTIL_JOB, "Distil detector", "adversarial.distil", params, arrays, finish) is not None:
+        training.forget(ATTACK_JOB)  # the attack's scores came from the previous detector
 
 
-def attack_job(job, run: DetectorRun, method: str, norm: str, epsilon_relative: float, steps: int,
-               n_rows: int, seed: int) -> AttackRun:
-    data, model = run.classifier_run.data, run.classifier_run.model
+def attack_job(run: DetectorRun, method: str, norm: str, epsilon_relative: float, steps: int, n_rows: int,
+               seed: int) -> None:
+    """Start step 3: a random sample of the test rows is attacked and scored in a worker (``adversarial.attack``)."""
+    data = run.classifier_run.data
     rng = np.random.default_rng(seed)
     n_test = len(data.X_test)
     positions = np.arange(n_test) if n_rows >= n_test else np.sort(rng.choice(n_test, n_rows, replace=False))
-    X, y = data.X_test[positions], data.y_test[positions]
-    # ε is given as a share of the data range ([0, 1] after scaling); for L2 it is the root-mean-square change
-    # per feature, so the same ε means a comparable budget for both norms.
-    epsilon = epsilon_relative if norm == "inf" else epsilon_relative * math.sqrt(X.shape[1])
-    settings = dict(epsilon=epsilon, norm=norm, clip_min=0.0, clip_max=1.0)
-    if method == "pgd":
-        settings.update(steps=steps, seed=seed)
-    started, parts, notes = time.monotonic(), [], []
-    for start in range(0, len(X), ATTACK_CHUNK_ROWS):
-        job.cancel.raise_if_cancelled()
-        if time.monotonic() - started > SETTINGS.job_time_budget_s:
-            notes.append(f"stopped at the {SETTINGS.job_time_budget_s} s time budget: {start:,} of {len(X):,} rows "
-                         "were attacked; lower the rows or the steps.")
-            break
-        job.set_stage(f"attacking rows {start + 1:,}-{min(start + ATTACK_CHUNK_ROWS, len(X)):,} of {len(X):,}",
-                      0.9 * start / len(X))
-        chunk = X[start:start + ATTACK_CHUNK_ROWS]
-        parts.append(fgsm(model, chunk, **settings) if method == "fgsm" else pgd(model, chunk, **settings))
-    X_adv = np.concatenate(parts)
-    X, y, positions = X[:len(X_adv)], y[:len(X_adv)], positions[:len(X_adv)]
-    job.set_stage("measuring what the attack changed and scoring", 0.9)
-    result = harmfulness(model, X, X_adv, y, params={"method": method, **settings})
-    detector = run.detector
-    scores_clean, _, student_clean = detector.score(X, return_predictions=True)
-    scores_adv, _, student_adv = detector.score(X_adv, return_predictions=True)
-    curves = score_curves(np.r_[np.zeros(len(X)), np.ones(len(X))], np.r_[scores_clean, scores_adv])
-    harmful = result.harmful
-    harmful_curves = score_curves(np.r_[np.zeros(len(X)), np.ones(int(harmful.sum()))],
-                                  np.r_[scores_clean, scores_adv[harmful]]) if harmful.any() else None
-    name = {"fgsm": "FGSM", "pgd": f"PGD ({steps} steps)"}[method]
-    description = f"{name}, {'L∞' if norm == 'inf' else 'L2'} ε = {epsilon_relative:g} of the data range"
-    auc = "n/a" if curves is None else f"{curves.roc_auc:.3f}"
-    job.set_stage(f"{len(X):,} rows; accuracy {result.accuracy_clean:.3f} → {result.accuracy_adv:.3f}; "
-                  f"detection ROC-AUC {auc}", 1.0)
-    return AttackRun(run, result, positions, scores_clean, scores_adv, student_clean, student_adv, curves,
-                     None if harmful_curves is None else harmful_curves.roc_auc, description, notes)
+
+    def finish(values: dict, out: dict) -> AttackRun:
+        result = AttackResult(**{k.split("/", 1)[1]: v for k, v in out.items() if k.startswith("result/")},
+                              params=values["params"])
+        n = len(result.harmful)
+        scores_clean, scores_adv = out["scores_clean"], out["scores_adv"]
+        curves = score_curves(np.r_[np.zeros(n), np.ones(n)], np.r_[scores_clean, scores_adv])
+        harmful = result.harmful
+        harmful_curves = score_curves(np.r_[np.zeros(n), np.ones(int(harmful.sum()))],
+                                      np.r_[scores_clean, scores_adv[harmful]]) if harmful.any() else None
+        name = {"fgsm": "FGSM", "pgd": f"PGD ({steps} steps)"}[method]
+        description = f"{name}, {'L∞' if norm == 'inf' else 'L2'} ε = {epsilon_relative:g} of the data range"
+        return AttackRun(run, result, positions[:n], scores_clean, scores_adv, out["student_clean"],
+                         out["student_adv"], curves, None if harmful_curves is None else harmful_curves.roc_auc,
+                         description, values["notes"])
+
+    params = {"method": method, "norm": norm, "epsilon_relative": epsilon_relative, "steps": steps, "seed": seed,
+              "chunk_rows": ATTACK_CHUNK_ROWS}
+    arrays = {"archive": np.frombuffer(run.model.archive, dtype=np.uint8), "X": data.X_test[positions],
+              "y": data.y_test[positions]}
+    training.start_task(ATTACK_JOB, "Attack and score", "adversarial.attack", params, arrays, finish, kind="attack")
 
 
 # ------------------------------------------------------------------------------------------------ figures
@@ -265,7 +246,7 @@ def predictions_table(run: AttackRun, i: int, flagged_clean: bool, flagged_adv: 
     return pd.DataFrame({
         "input": ["original", "adversarial"],
         "classifier predicts (probability)": [cls(result.proba_clean[i]), cls(result.proba_adv[i])],
-        f"distilled model predicts (probability at T={run.detector_run.detector.temperature:g})": [cls(run.student_clean[i]), cls(run.student_adv[i])],
+        f"distilled model predicts (probability at T={run.detector_run.temperature:g})": [cls(run.student_clean[i]), cls(run.student_adv[i])],
         "adversarial score": [f"{run.scores_clean[i]:.4g}", f"{run.scores_adv[i]:.4g}"],
         "flagged": ["yes" if flagged_clean else "no", "yes" if flagged_adv else "no"],
     })
@@ -304,7 +285,7 @@ def results(run: AttackRun) -> None:
         help=f"The threshold is this percentile of the scores of {len(det_run.calibration_scores):,} clean "
              "training rows that neither model saw: at 95, about 5 % of clean inputs are flagged.")
     threshold = float(np.percentile(det_run.calibration_scores, percentile))
-    det_run.detector.threshold = threshold  # the downloaded detector carries the chosen threshold
+    det_run.threshold = threshold
     flag_clean, flag_adv = run.scores_clean > threshold, run.scores_adv > threshold
     harmful = result.harmful
     detection, false_alarms = float(np.mean(flag_adv)), float(np.mean(flag_clean))
@@ -378,8 +359,8 @@ def results(run: AttackRun) -> None:
         downloads.csv_button("Scores CSV", lambda: scores_frame(run, flag_clean, flag_adv), "adversarial_scores.csv",
                              key="adv:csv")
     with right:
-        downloads.detector_button("Detector archive", det_run.detector, "model_distillation.lantern.zip",
-                                  key="adv:archive")
+        downloads.archive_button("Detector archive", lambda: det_run.model.to_bytes(threshold=threshold),
+                                 "model_distillation.lantern.zip", key="adv:archive")
     st.caption("The archive holds the classifier, the distilled model and the threshold; both take rows scaled "
                "to [0, 1] as on this page.")
 
@@ -470,10 +451,7 @@ if train_clicked:
     except DataError as exc:
         ui_data.show_data_error(exc)
     else:
-        if training.start(CLASSIFIER_JOB, f"Train classifier on {table.name}", lambda job: train_classifier_job(
-                job, prepared, network, clf_controls)) is not None:
-            training.forget(DISTIL_JOB)  # a detector and an attack belong to the classifier they were made for
-            training.forget(ATTACK_JOB)
+        train_classifier_job(prepared, network, clf_controls)
 
 training.panel(CLASSIFIER_JOB)
 clf_run: ClassifierRun | None = training.result(CLASSIFIER_JOB)
@@ -513,9 +491,7 @@ else:
         distil_clicked = st.form_submit_button("Distil detector", type="primary", icon=":material/model_training:",
                                                key="adv:distil")
     if distil_clicked:
-        if training.start(DISTIL_JOB, "Distil detector", lambda job: distil_job(
-                job, clf_run, float(temperature), loss_type, distil_controls)) is not None:
-            training.forget(ATTACK_JOB)  # the attack's scores came from the previous detector
+        distil_job(clf_run, float(temperature), loss_type, distil_controls)
 
 training.panel(DISTIL_JOB)
 det_run: DetectorRun | None = training.result(DISTIL_JOB)
@@ -526,8 +502,8 @@ if det_run is not None:
     cols[0].metric("Agreement on held-out clean rows", f"{det_run.agreement:.1%}",
                    help="Share of clean rows neither model saw where the distilled model predicts the classifier's "
                         "class; high agreement keeps false alarms low.")
-    cols[1].metric("Temperature", f"{det_run.detector.temperature:g}")
-    cols[2].metric("Distillation epochs", f"{det_run.detector.history_.epochs_run}")
+    cols[1].metric("Temperature", f"{det_run.temperature:g}")
+    cols[2].metric("Distillation epochs", f"{det_run.epochs_run}")
 
 st.subheader("3 · Attack the test rows")
 if det_run is None:
@@ -558,8 +534,7 @@ else:
         attack_clicked = st.form_submit_button("Attack and score", type="primary", icon=":material/bolt:",
                                                key="adv:attack")
     if attack_clicked:
-        training.start(ATTACK_JOB, "Attack and score", lambda job: attack_job(
-            job, det_run, method, norm, float(epsilon), int(steps), int(n_rows), int(attack_seed)), kind="attack")
+        attack_job(det_run, method, norm, float(epsilon), int(steps), int(n_rows), int(attack_seed))
 
 training.panel(ATTACK_JOB, show_loss=False)
 attack_run: AttackRun | None = training.result(ATTACK_JOB)

@@ -9,8 +9,6 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from engine.autoencoders import build_autoencoder, train_autoencoder
-from engine.classifiers import build_classifier, predict_proba, train_classifier
 from engine.datasets import get_dataset
 from engine.errors import DataError
 from engine.explainers import CEM
@@ -21,6 +19,7 @@ from engine.training import TrainingHistory
 from ui import charts, downloads, images, training
 from ui import data as ui_data
 from ui.settings import SETTINGS
+from ui.tasks import TrainedNetwork
 
 MODEL_JOB = "cem-model"
 AE_JOB = "cem-ae"
@@ -141,12 +140,17 @@ def prepare(table, features, label, image_shape, split_column, test_share, max_t
 @dataclass
 class ModelRun:
     data: Prepared
-    model: object  # keras classifier
+    classifier: TrainedNetwork  # the trained keras classifier, as its spec and weights
     network: str
     history: TrainingHistory
     test_proba: np.ndarray
     test_accuracy: float
     explainers: dict = field(default_factory=dict)  # compiled CEMs, reused by later explanations of this model
+
+    @property
+    def model(self):
+        """The classifier, built in this process the first time an explanation needs it."""
+        return self.classifier.build()
 
     def explainer(self, mode: str, no_info: str, ae_model) -> tuple[CEM, bool]:
         """The CEM for ``mode`` with this no-information value and autoencoder; True when newly built."""
@@ -165,8 +169,12 @@ class ModelRun:
 @dataclass
 class AutoencoderRun:
     data: Prepared
-    model: object  # keras autoencoder
+    network: TrainedNetwork  # the trained keras autoencoder, as its spec and weights
     test_mse: float
+
+    @property
+    def model(self):
+        return self.network.build()
 
 
 @dataclass
@@ -179,33 +187,31 @@ class CEMRun:
     settings: dict
 
 
-def train_classifier_job(job, data: Prepared, network: str, controls) -> ModelRun:
+def train_classifier_job(data: Prepared, network: str, controls):
+    """Start the classifier's training in a worker (``classifier.train``); returns the job, None if refused."""
     name, spec = IMAGE_NETWORK if data.is_image else TABULAR_NETWORKS[network]
-    spec = dict(spec)
-    model = build_classifier(len(data.feature_names), len(data.class_names), spec.pop("kind", "mlp"),
-                             image_shape=data.image_shape, seed=controls.seed, **spec)
-    history, _ = train_classifier(
-        model, data.X_train, data.y_train, epochs=controls.epochs, batch_size=controls.batch_size,
-        optimizer=controls.optimizer(), seed=controls.seed, progress=job.report, cancel=job.cancel,
-        time_budget=SETTINGS.job_time_budget_s)
-    job.set_stage("predicting the test split", 1.0)
-    test_proba = predict_proba(model, data.X_test)
-    accuracy = float(np.mean(test_proba.argmax(axis=1) == data.y_test))
-    job.set_stage(f"{history.epochs_run} epoch(s), test accuracy {accuracy:.3f}"
-                  + (" (stopped at the time budget)" if history.stopped == "time_budget" else ""), 1.0)
-    return ModelRun(data, model, name, history, test_proba, accuracy)
+
+    def finish(values: dict, out: dict) -> ModelRun:
+        test_proba = out["test_proba"]
+        accuracy = float(np.mean(test_proba.argmax(axis=1) == data.y_test))
+        return ModelRun(data, TrainedNetwork.from_answer(values["spec"], out), name,
+                        TrainingHistory(**values["history"]), test_proba, accuracy)
+
+    params = {**controls.params(), "network": {"kind": "mlp", **spec}, "n_features": len(data.feature_names),
+              "n_classes": len(data.class_names), "image_shape": data.image_shape}
+    return training.start_task(MODEL_JOB, f"Train classifier on {data.table_name}", "classifier.train", params,
+                               {"X": data.X_train, "y": data.y_train, "X_test": data.X_test}, finish)
 
 
-def train_autoencoder_job(job, data: Prepared, epochs: int, controls) -> AutoencoderRun:
-    model = build_autoencoder(len(data.feature_names), output_activation="sigmoid" if data.is_image else "linear",
-                              seed=controls.seed)
-    history, metrics = train_autoencoder(
-        model, data.X_train, epochs=epochs, batch_size=controls.batch_size, optimizer=controls.optimizer(),
-        seed=controls.seed, progress=job.report, cancel=job.cancel, time_budget=SETTINGS.job_time_budget_s,
-        validation=data.X_test)
-    job.set_stage(f"{history.epochs_run} epoch(s), test reconstruction MSE {metrics['val_mse']:.4g}"
-                  + (" (stopped at the time budget)" if history.stopped == "time_budget" else ""), 1.0)
-    return AutoencoderRun(data, model, metrics["val_mse"])
+def train_autoencoder_job(data: Prepared, epochs: int, controls) -> None:
+    """Start the autoencoder's training in a worker (``autoencoder.train``)."""
+    def finish(values: dict, out: dict) -> AutoencoderRun:
+        return AutoencoderRun(data, TrainedNetwork.from_answer(values["spec"], out), values["metrics"]["val_mse"])
+
+    params = {**controls.params(), "epochs": epochs, "n_features": len(data.feature_names),
+              "output_activation": "sigmoid" if data.is_image else "linear"}
+    training.start_task(AE_JOB, f"Train autoencoder on {data.table_name}", "autoencoder.train", params,
+                        {"X": data.X_train, "X_val": data.X_test}, finish)
 
 
 def with_context(exp: Explanation, data: Prepared, position: int) -> Explanation:
@@ -487,11 +493,9 @@ if submitted:
     else:
         training.forget(EXPLAIN_JOB)  # explanations and the autoencoder belong to the data they were made for
         training.forget(AE_JOB)
-        started = training.start(MODEL_JOB, f"Train classifier on {table.name}",
-                                 lambda job: train_classifier_job(job, prepared, network, controls))
+        started = train_classifier_job(prepared, network, controls)
         if started is not None and with_ae:
-            training.start(AE_JOB, f"Train autoencoder on {table.name}",
-                           lambda job: train_autoencoder_job(job, prepared, int(ae_epochs), controls))
+            train_autoencoder_job(prepared, int(ae_epochs), controls)
 
 training.panel(MODEL_JOB)
 training.panel(AE_JOB)

@@ -240,15 +240,16 @@ MANAGER = JobManager(
 
 POOL: WorkerPool | None = None
 if SETTINGS.job_processes:
-    POOL = WorkerPool(size=SETTINGS.max_concurrent_jobs, nice=SETTINGS.job_nice, max_tasks=SETTINGS.worker_max_tasks)
+    POOL = WorkerPool(size=SETTINGS.max_concurrent_jobs, nice=SETTINGS.job_nice, max_tasks=SETTINGS.worker_max_tasks,
+                      idle_recycle_s=SETTINGS.worker_idle_recycle_s)
     POOL.prestart()  # the workers import TensorFlow while the first visitors look around
     atexit.register(POOL.close)
 
 
 def run_task(job: Job, task: str, params: dict, arrays: dict) -> tuple[dict, dict]:
-    """Run the :mod:`ui.tasks` task ``task`` for ``job``: in a worker process, or in the job's own thread when
-    ``LANTERN_JOB_PROCESSES=0``. The task gets the server's job time budget; a worker is killed if it runs
-    past twice that (plus a minute for scoring)."""
+    """Run the :mod:`ui.tasks` task ``task`` for ``job``: in the job's own thread (the default), or in a worker
+    process with ``LANTERN_JOB_PROCESSES=1``. The task gets the server's job time budget; a worker is killed if
+    it runs past twice that (plus a minute for scoring)."""
     params = {**params, "time_budget": SETTINGS.job_time_budget_s}
     if POOL is None:
         from ui.tasks import TASKS

@@ -5,19 +5,31 @@ A task is ``fn(job, params, arrays) -> (values, arrays)``: ``params`` and ``valu
 JSON config + weights format as a download, see :mod:`engine.saving`). ``job`` offers ``report``
 (the engine's progress callback), ``set_stage`` and ``cancel``, in a worker as in a thread, so a task
 runs the same either way. This module does not import streamlit.
+
+Which jobs run here: the trainings of every workflow (AEGMM, Seq2Seq, the classifiers, CEM's
+autoencoder, the distilled detector) and the adversarial attack. The CEM and anchor *explanations*
+run in the server's job threads: they reuse what earlier explanations of the same model compiled
+or indexed (CEM's optimisation loop, the anchor sampler), which lives in the session.
 """
 
 from __future__ import annotations
 
+import math
 import threading
-from dataclasses import asdict
+import time
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import keras
 import numpy as np
 
+from engine.ad import ModelDistillation, fgsm, harmfulness, pgd
+from engine.autoencoders import build_autoencoder, train_autoencoder
+from engine.classifiers import build_classifier, predict_proba, train_classifier
+from engine.metrics import score_curves
+from engine.nets import build_sequential, describe_sequential
 from engine.od import OutlierAEGMM, OutlierSeq2Seq
-from engine.saving import detector_to_bytes, load_detector
+from engine.saving import detector_to_bytes, load_detector, model_weights, set_model_weights
 
 Task = Callable[[Any, dict, dict], tuple[dict, dict]]
 TASKS: dict[str, Task] = {}
@@ -75,6 +87,43 @@ class ArchivedDetector:
             return detector_to_bytes(detector)
 
 
+@dataclass
+class TrainedNetwork:
+    """A Keras network that came back from a worker: its :mod:`engine.nets` spec and weights; built on demand.
+
+    Sent on to a later task with :meth:`arrays` (the next worker rebuilds it), or built in this
+    process with :meth:`build` where the server itself needs the model.
+    """
+
+    spec: dict
+    weights: dict[str, np.ndarray]
+    _model: Any = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, model: keras.Model, prefix: str = "net") -> "TrainedNetwork":
+        return cls(describe_sequential(model), model_weights(prefix, model))
+
+    @classmethod
+    def from_answer(cls, spec: dict, arrays: dict, prefix: str = "net") -> "TrainedNetwork":
+        return cls(spec, {k: v for k, v in arrays.items() if k.startswith(prefix + "/")})
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return dict(self.weights)
+
+    def build(self) -> keras.Model:
+        """The network with its trained weights (built once)."""
+        if self._model is None:
+            self._model = network_from(self.spec, self.weights)
+        return self._model
+
+
+def network_from(spec: dict, arrays: dict, prefix: str = "net") -> keras.Model:
+    """Rebuild a network sent as a spec and ``prefix/i`` weight arrays."""
+    model = build_sequential(spec)
+    set_model_weights(prefix, model, arrays)
+    return model
+
+
 def _fit_options(job, params: dict) -> dict:
     """The training arguments every detector task shares (from ``ui.training.TrainingControls.params``)."""
     return dict(epochs=int(params["epochs"]), batch_size=int(params["batch_size"]),
@@ -129,3 +178,108 @@ def seq2seq_fit_and_score(job, params: dict, arrays: dict) -> tuple[dict, dict]:
     return {"history": history}, {"reconstruction": details["reconstruction"], "raw": raw, "window_start": starts,
                                   "window_raw": windows["raw_feature_score"],
                                   "window_reconstruction": windows["reconstruction"], "archive": archive_array(detector)}
+
+
+@task("classifier.train")
+def classifier_train(job, params: dict, arrays: dict) -> tuple[dict, dict]:
+    """Build a classifier (:func:`engine.classifiers.build_classifier` arguments in ``params['network']``) and train it.
+
+    With ``X_val`` / ``y_val`` the validation accuracy is reported; with ``X_test`` the test split's class
+    probabilities are returned. The trained network comes back as its spec and weights.
+    """
+    network = dict(params["network"])
+    image_shape = params.get("image_shape")
+    model = build_classifier(int(params["n_features"]), int(params["n_classes"]), network.pop("kind", "mlp"),
+                             image_shape=None if image_shape is None else tuple(image_shape),
+                             seed=int(params["seed"]), **network)
+
+    def report(event) -> None:
+        job.report(event)
+        if params.get("show_accuracy") and "accuracy" in event.metrics:
+            job.set_stage(f"epoch {event.epoch}/{event.epochs} · loss {event.loss:.4g} · training accuracy "
+                          f"{event.metrics['accuracy']:.3f}")
+
+    validation = (arrays["X_val"], arrays["y_val"]) if "X_val" in arrays else None
+    options = {**_fit_options(job, params), "progress": report}
+    history, metrics = train_classifier(model, arrays["X"], arrays["y"], validation=validation, **options)
+    out = model_weights("net", model)
+    if "X_test" in arrays:
+        job.set_stage("predicting the test split", 1.0)
+        out["test_proba"] = predict_proba(model, arrays["X_test"])
+    return {"spec": describe_sequential(model), "history": asdict(history),
+            "metrics": {k: float(v) for k, v in metrics.items()}}, out
+
+
+@task("autoencoder.train")
+def autoencoder_train(job, params: dict, arrays: dict) -> tuple[dict, dict]:
+    """Build and train a dense autoencoder on ``X`` (reporting the reconstruction MSE on ``X_val``)."""
+    model = build_autoencoder(int(params["n_features"]), output_activation=params["output_activation"],
+                              seed=int(params["seed"]))
+    history, metrics = train_autoencoder(model, arrays["X"], validation=arrays["X_val"], **_fit_options(job, params))
+    return ({"spec": describe_sequential(model), "history": asdict(history),
+             "metrics": {k: float(v) for k, v in metrics.items()}}, model_weights("net", model))
+
+
+@task("adversarial.distil")
+def adversarial_distil(job, params: dict, arrays: dict) -> tuple[dict, dict]:
+    """Distil a ModelDistillation detector from the classifier sent as ``params['teacher']`` + its weights.
+
+    Scores the held-out clean rows ``X_calibration`` (threshold: their 95th percentile) and measures how
+    often the student agrees with the classifier there.
+    """
+    teacher = network_from(params["teacher"], arrays)
+    detector = ModelDistillation(model=teacher, temperature=float(params["temperature"]),
+                                 loss_type=params["loss_type"], data_type=params["data_type"])
+    detector.fit(arrays["X_fit"], **_fit_options(job, params))
+    job.set_stage("scoring the held-out clean rows", 1.0)
+    scores, teacher_proba, student_proba = detector.score(arrays["X_calibration"], return_predictions=True)
+    detector.threshold = float(np.percentile(scores, 95.0))
+    agreement = float(np.mean(teacher_proba.argmax(axis=1) == student_proba.argmax(axis=1)))
+    history = detector.history_
+    job.set_stage(f"{history.epochs_run} epoch(s), final loss {history.loss[-1]:.4g}, student agrees with the "
+                  f"classifier on {agreement:.1%} of held-out clean rows"
+                  + (" (stopped at the time budget)" if history.stopped == "time_budget" else ""), 1.0)
+    return {"history": asdict(history), "agreement": agreement}, {"scores": scores, "archive": archive_array(detector)}
+
+
+@task("adversarial.attack")
+def adversarial_attack(job, params: dict, arrays: dict) -> tuple[dict, dict]:
+    """Attack the rows ``X`` (labels ``y``) of the detector's classifier with FGSM or PGD, in chunks, and score both.
+
+    ``epsilon_relative`` is a share of the [0, 1] data range (for L2: the root-mean-square change per
+    feature). Stops between chunks at the time budget, keeping the rows attacked so far.
+    """
+    detector = load_detector(arrays["archive"].tobytes())
+    model, X, y = detector.model, arrays["X"], arrays["y"]
+    method, norm, steps, seed = params["method"], params["norm"], int(params["steps"]), int(params["seed"])
+    epsilon = float(params["epsilon_relative"]) * (1.0 if norm == "inf" else math.sqrt(X.shape[1]))
+    settings = dict(epsilon=epsilon, norm=norm, clip_min=0.0, clip_max=1.0)
+    if method == "pgd":
+        settings.update(steps=steps, seed=seed)
+    chunk_rows, budget = int(params["chunk_rows"]), params.get("time_budget")
+    started, parts, notes = time.monotonic(), [], []
+    for start in range(0, len(X), chunk_rows):
+        job.cancel.raise_if_cancelled()
+        if budget is not None and time.monotonic() - started > budget:
+            notes.append(f"stopped at the {budget} s time budget: {start:,} of {len(X):,} rows were attacked; lower "
+                         "the rows or the steps.")
+            break
+        job.set_stage(f"attacking rows {start + 1:,}-{min(start + chunk_rows, len(X)):,} of {len(X):,}",
+                      0.9 * start / len(X))
+        chunk = X[start:start + chunk_rows]
+        parts.append(fgsm(model, chunk, **settings) if method == "fgsm" else pgd(model, chunk, **settings))
+    X_adv = np.concatenate(parts)
+    X, y = X[:len(X_adv)], y[:len(X_adv)]
+    job.set_stage("measuring what the attack changed and scoring", 0.9)
+    result = harmfulness(model, X, X_adv, y, params={"method": method, **settings})
+    scores_clean, _, student_clean = detector.score(X, return_predictions=True)
+    scores_adv, _, student_adv = detector.score(X_adv, return_predictions=True)
+    curves = score_curves(np.r_[np.zeros(len(X)), np.ones(len(X))], np.r_[scores_clean, scores_adv])
+    auc = "n/a" if curves is None else f"{curves.roc_auc:.3f}"
+    job.set_stage(f"{len(X):,} rows; accuracy {result.accuracy_clean:.3f} → {result.accuracy_adv:.3f}; "
+                  f"detection ROC-AUC {auc}", 1.0)
+    fields = {name: getattr(result, name) for name in ("X_clean", "X_adv", "proba_clean", "proba_adv", "pred_clean",
+                                                       "pred_adv", "harmful", "linf", "l2", "y")}
+    return {"params": result.params, "notes": notes}, {
+        **{f"result/{name}": value for name, value in fields.items()}, "scores_clean": scores_clean,
+        "scores_adv": scores_adv, "student_clean": student_clean, "student_adv": student_adv}

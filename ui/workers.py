@@ -114,6 +114,7 @@ class _Worker:
         )
         self.tasks = 0
         self.ready = False
+        self.idle_since = time.monotonic()
 
     @property
     def pid(self) -> int:
@@ -242,6 +243,9 @@ class WorkerPool:
         Tasks one worker runs before it is replaced (bounds what TensorFlow's caches can accumulate).
     max_rss_mb : float
         A worker larger than this after a task is replaced.
+    idle_recycle_s : float
+        A worker that has run tasks and then sat idle this long is replaced by a fresh one, so the memory its
+        tasks left behind (TensorFlow's caches, the C heap) goes back once the visitors have gone. 0: never.
     start_timeout : float
         Seconds a new worker may take to import TensorFlow and say it is ready.
     task_modules : tuple of str
@@ -254,12 +258,14 @@ class WorkerPool:
     """
 
     def __init__(self, size: int = 2, nice: int = 0, max_tasks: int = 25, max_rss_mb: float = 2048,
-                 start_timeout: float = 180, task_modules: tuple[str, ...] = ("ui.tasks",),
+                 idle_recycle_s: float = 120, start_timeout: float = 180, task_modules: tuple[str, ...] = ("ui.tasks",),
                  env: dict[str, str] | None = None) -> None:
         self.size = max(1, int(size))
         self.nice = nice
         self.max_tasks = max_tasks
         self.max_rss_mb = max_rss_mb
+        self.idle_recycle_s = idle_recycle_s
+        self._janitor: threading.Thread | None = None
         self.start_timeout = start_timeout
         self.task_modules = tuple(task_modules)
         self.env = env
@@ -269,6 +275,7 @@ class WorkerPool:
         self._busy: set[_Worker] = set()
         self.started = 0
         self.retired = 0
+        self.tasks_run = 0
 
     def prestart(self, n: int | None = None) -> None:
         """Start ``n`` (default: ``size``) idle workers now, so the first jobs do not wait for TensorFlow."""
@@ -300,7 +307,9 @@ class WorkerPool:
         with self._lock:
             self._busy.discard(worker)
             if not retire:
+                worker.idle_since = time.monotonic()
                 self._idle.append(worker)
+                self._ensure_janitor()
         if retire:
             self.retired += 1
             worker.stop() if worker.alive() else worker.kill()
@@ -309,6 +318,32 @@ class WorkerPool:
             if healthy:  # keep a warm worker ready for the next job
                 threading.Thread(target=self.prestart, name="lantern-worker-start", daemon=True).start()
 
+    def _ensure_janitor(self) -> None:
+        if self.idle_recycle_s <= 0 or (self._janitor is not None and self._janitor.is_alive()):
+            return
+        self._janitor = threading.Thread(target=self._tidy_forever, name="lantern-worker-janitor", daemon=True)
+        self._janitor.start()
+
+    def _tidy_forever(self) -> None:
+        while True:
+            time.sleep(min(10.0, self.idle_recycle_s / 4))
+            self.recycle_idle()
+
+    def recycle_idle(self) -> int:
+        """Replace the workers that ran tasks and have been idle for ``idle_recycle_s``; returns how many."""
+        now = time.monotonic()
+        with self._lock:
+            stale = [w for w in self._idle if w.tasks > 0 and now - w.idle_since >= self.idle_recycle_s]
+            self._idle = [w for w in self._idle if w not in stale]
+        for worker in stale:
+            self.retired += 1
+            logger.info(json.dumps({"event": "worker_recycled", "pid": worker.pid, "tasks": worker.tasks,
+                                    "idle_s": round(now - worker.idle_since)}))
+            worker.stop()
+        if stale:
+            self.prestart()
+        return len(stale)
+
     def run(self, job, task: str, params: dict, arrays: dict[str, np.ndarray], deadline_s: float) -> tuple[dict, dict]:
         """Run ``task`` for ``job`` in a worker; progress goes to ``job.report`` / ``job.set_stage``.
 
@@ -316,6 +351,7 @@ class WorkerPool:
         when ``job.cancel`` was set, :class:`WorkerError` when the worker died or overran ``deadline_s``.
         """
         worker = self._acquire()
+        self.tasks_run += 1
         healthy = False
         try:
             worker.wait_ready(self.start_timeout, job.cancel)

@@ -80,16 +80,30 @@ def flagged(at: AppTest) -> int:
     return int(metric_value(at, "Flagged rows").replace(",", ""))
 
 
-@pytest.fixture(scope="module")
-def two_trained_sessions():
-    alpha = open_session_with_upload(*ALPHA)
-    beta = open_session_with_upload(*BETA)
-    start_training(alpha)
-    start_training(beta)
-    jobs = [at.session_state["job::aegmm"] for at in (alpha, beta)]
-    assert jobs[0] is not jobs[1]
-    assert sum(job.active for job in jobs) >= 1  # at least one was still queued/running when the other started
-    run_both_until_done([alpha, beta])
+@pytest.fixture(scope="module", params=["threads", "workers"])
+def two_trained_sessions(request):
+    """Two sessions trained at once: in the server's job threads (the default), and in worker processes
+    (``LANTERN_JOB_PROCESSES=1``)."""
+    from ui import runtime
+    from ui.workers import WorkerPool
+
+    pool = WorkerPool(size=2) if request.param == "workers" else None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runtime, "POOL", pool)
+        try:
+            alpha = open_session_with_upload(*ALPHA)
+            beta = open_session_with_upload(*BETA)
+            start_training(alpha)
+            start_training(beta)
+            jobs = [at.session_state["job::aegmm"] for at in (alpha, beta)]
+            assert jobs[0] is not jobs[1]
+            assert sum(job.active for job in jobs) >= 1  # at least one was still queued/running when the other started
+            run_both_until_done([alpha, beta])
+            if pool is not None:
+                assert pool.tasks_run == 2 and len(pool.pids()) >= 1  # both trained in worker processes
+        finally:
+            if pool is not None:
+                pool.close()
     return alpha, beta
 
 

@@ -164,6 +164,26 @@ def test_a_worker_is_replaced_after_max_tasks():
         pool.close()
 
 
+def test_a_worker_idle_after_tasks_is_replaced_by_a_fresh_one_and_a_fresh_one_is_kept():
+    pool = WorkerPool(size=1, idle_recycle_s=3600, task_modules=TEST_TASKS)
+    try:
+        pool.prestart()
+        fresh = pool.pids()
+        assert pool.recycle_idle() == 0  # never used: nothing to give back
+        used = run(pool, "test.ping")[1].result[0]["pid"]
+        assert pool.recycle_idle() == 0  # not idle long enough
+        pool.idle_recycle_s = 0.01
+        time.sleep(0.05)
+        assert pool.recycle_idle() == 1
+        replacement = pool.pids()
+        assert len(replacement) == 1 and replacement != fresh and used not in replacement
+        with pytest.raises(ProcessLookupError):
+            os.kill(used, 0)
+        assert run(pool, "test.ping")[1].state == DONE
+    finally:
+        pool.close()
+
+
 def test_workers_exit_when_the_server_closes_their_pipe():
     pool = WorkerPool(size=2, task_modules=TEST_TASKS)
     pool.prestart()
