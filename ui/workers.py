@@ -17,7 +17,9 @@ rerun its page. Here a job's work runs in a separate process instead:
   later; a task past its hard deadline is killed too. A worker that dies (out of memory, a crash in
   native code) fails only its own job, with a message, and the next job gets a fresh worker.
 
-Run as ``python -m ui.workers`` it is the worker's main loop. This module does not import streamlit.
+The server uses a pool when ``LANTERN_JOB_PROCESSES=1`` (see docs/DEPLOY.md: on a 2-core host the
+workers cost ~400 MB each and did not make page reruns faster, so threads are the default there).
+Run as ``python -m ui.workers`` this module is the worker's main loop. It does not import streamlit.
 """
 
 from __future__ import annotations
