@@ -9,7 +9,8 @@ import streamlit as st
 from engine.errors import DataError
 from engine.ingest import feature_matrix
 from engine.metrics import ScoreCurves, binary_labels, score_curves
-from ui import charts, downloads, scores, training
+from engine.od import OutlierAEGMM
+from ui import archives, charts, downloads, scores, training
 from ui import data as ui_data
 from ui.settings import SETTINGS
 from ui.tasks import ArchivedDetector
@@ -32,6 +33,7 @@ class AEGMMRun:
     curves: ScoreCurves | None  # ROC / PR against the labels (threshold-free, computed once)
     table_name: str
     explained: dict[int, np.ndarray]  # row position -> per-feature error, for the highest-scoring rows
+    reference: str = "the training rows"  # whose scores the threshold percentile refers to
     threshold: float | None = None  # the slider's threshold on the last run; the detector download carries it
 
     def feature_errors(self, position: int) -> np.ndarray:
@@ -41,19 +43,37 @@ class AEGMMRun:
         return self.explained[position]
 
 
-def train(X, frame, train_mask, labels, n_gmm, controls, table_name, columns) -> None:
-    """Start the training job: the model is trained and every row scored in a worker (``aegmm.fit_and_score``)."""
-    def finish(values: dict, out: dict) -> AEGMMRun:
-        scores = out["scores"]
-        curves = None if labels is None else score_curves(labels, scores)
-        explained = dict(zip(out["top"].tolist(), out["top_errors"]))
-        return AEGMMRun(ArchivedDetector(out["archive"].tobytes()), columns, frame, X, scores, scores[train_mask],
-                        labels, curves, table_name, explained)
+def _run_from(answer: dict, archive: bytes, columns, frame, X, reference, labels, table_name,
+              reference_name: str = "the training rows") -> AEGMMRun:
+    """The page's result from a job's answer (scores and the top rows' per-feature errors)."""
+    scores = answer["scores"]
+    curves = None if labels is None else score_curves(labels, scores)
+    explained = dict(zip(answer["top"].tolist(), answer["top_errors"]))
+    return AEGMMRun(ArchivedDetector(archive), columns, frame, X, scores, scores[reference], labels, curves,
+                    table_name, explained, reference_name)
 
+
+def train(X, frame, train_mask, labels, n_gmm, controls, table_name, columns) -> None:
+    """Start the training job: the model is trained and every row scored by the ``aegmm.fit_and_score`` task."""
     # The "why is this row unusual" picker offers the highest-scoring flagged rows: their errors are computed by
     # the job, once, so that moving the threshold slider never waits for the model.
     params = {**controls.params(), "n_gmm": n_gmm, "explained_rows": EXPLAINED_ROWS}
-    training.start_task(JOB, "Train AEGMM", "aegmm.fit_and_score", params, {"X": X, "train_mask": train_mask}, finish)
+    training.start_task(JOB, "Train AEGMM", "aegmm.fit_and_score", params, {"X": X, "train_mask": train_mask},
+                        lambda values, out: _run_from(out, out["archive"].tobytes(), columns, frame, X, train_mask,
+                                                      labels, table_name))
+
+
+def score_with_saved(archive: bytes, X, frame, labels, table_name, columns) -> None:
+    """Start a job scoring every row with a loaded detector archive (``aegmm.score``; trusted mode only).
+
+    The threshold percentile then refers to all scored rows: the archive does not carry its training rows.
+    """
+    params = {"explained_rows": EXPLAINED_ROWS}
+    training.start_task(JOB, "Score with the saved AEGMM", "aegmm.score", params,
+                        {"X": X, "archive": np.frombuffer(archive, dtype=np.uint8)},
+                        lambda values, out: _run_from(out, archive, columns, frame, X, slice(None), labels,
+                                                      f"{table_name} (saved detector)", "all scored rows"),
+                        kind="score")
 
 
 st.title("Tabular outliers")
@@ -61,6 +81,12 @@ st.caption("OutlierAEGMM: an autoencoder compresses each row; a Gaussian mixture
            "reconstruction error gives every row an energy. High energy = unusual row.")
 
 table, origin = ui_data.choose_table("aegmm", key="aegmm:dataset", kinds=("tabular",))
+with st.expander("Score with a saved detector instead of training"):
+    saved = archives.detector_uploader("aegmm:saved", OutlierAEGMM)
+    if saved is not None:
+        st.caption(f"A saved OutlierAEGMM for {saved[1].n_features_in_} feature(s) and {saved[1].aegmm_.n_gmm} "
+                   "mixture component(s). Choose the feature columns it was trained on, in the same order, then press "
+                   "**Score with the saved detector** below.")
 with st.form("aegmm:setup", border=False):
     columns = ui_data.feature_picker(table, key="aegmm:features")
     label = ui_data.label_picker(table, key="aegmm:label")
@@ -72,7 +98,11 @@ with st.form("aegmm:setup", border=False):
         controls = training.controls("aegmm", epochs=10, batch_size=1024)
         max_rows = st.number_input("Train on at most this many rows (random sample)", 100, SETTINGS.max_train_rows,
                                    min(50_000, SETTINGS.max_train_rows), step=1000, key="aegmm:max_rows")
-    submitted = st.form_submit_button("Train", type="primary", icon=":material/model_training:", key="aegmm:train")
+    buttons = st.columns([1, 3]) if saved is not None else [st.container()]
+    submitted = buttons[0].form_submit_button("Train", type="primary", icon=":material/model_training:",
+                                              key="aegmm:train")
+    score_saved = saved is not None and buttons[1].form_submit_button(
+        "Score with the saved detector", icon=":material/upload_file:", key="aegmm:score_saved")
 
 if submitted:
     try:
@@ -96,6 +126,21 @@ if submitted:
         frame = table.frame.iloc[rows][shown].reset_index(drop=True).set_axis(rows, axis=0)
         train(X, frame, train_mask, labels, n_gmm, controls, table.name, list(columns))
 
+if score_saved:
+    archive, detector = saved
+    try:
+        X, rows = feature_matrix(table.frame, columns, missing=missing)
+        if X.shape[1] != detector.n_features_in_:
+            raise DataError(f"the saved detector was trained on {detector.n_features_in_} feature(s) and {X.shape[1]} "
+                            "are selected; choose the columns it was trained on.")
+        labels = None if label is None else binary_labels(table.frame[label].to_numpy()[rows])
+    except DataError as exc:
+        ui_data.show_data_error(exc)
+    else:
+        shown = list(columns) + ([label] if label and label not in columns else [])
+        frame = table.frame.iloc[rows][shown].reset_index(drop=True).set_axis(rows, axis=0)
+        score_with_saved(archive, X, frame, labels, table.name, list(columns))
+
 job = training.panel(JOB)
 run: AEGMMRun | None = training.result(JOB)
 
@@ -105,6 +150,9 @@ def results(run: AEGMMRun) -> None:
     st.header("Results")
     st.caption(f"{run.table_name} · {len(run.columns)} features · {len(run.scores):,} rows scored")
     percentile, threshold = scores.percentile_slider("aegmm:percentile", run.train_scores)
+    if run.reference != "the training rows":
+        st.caption(f"The threshold is a percentile of the scores of {run.reference}: the saved detector does not "
+                   "carry its training rows.")
     run.threshold = threshold
     flags = run.scores > threshold
     cols = st.columns(3)

@@ -158,6 +158,19 @@ def aegmm_fit_and_score(job, params: dict, arrays: dict) -> tuple[dict, dict]:
                                   "archive": archive_array(detector)}
 
 
+@task("aegmm.score")
+def aegmm_score(job, params: dict, arrays: dict) -> tuple[dict, dict]:
+    """Score every row of ``X`` with a saved OutlierAEGMM (its archive in ``archive``); explain the top rows."""
+    job.set_stage("loading the detector", 0.0)
+    detector = load_detector(arrays["archive"].tobytes())
+    X = arrays["X"]
+    job.set_stage("scoring all rows", 0.5)
+    scores = detector.score(X)
+    top = np.argsort(-scores, kind="stable")[:int(params["explained_rows"])]
+    job.set_stage(f"{len(X):,} rows scored with the saved detector", 1.0)
+    return {}, {"scores": scores, "top": top, "top_errors": detector.feature_reconstruction_error(X[top])}
+
+
 @task("seq2seq.fit_and_score")
 def seq2seq_fit_and_score(job, params: dict, arrays: dict) -> tuple[dict, dict]:
     """Train an OutlierSeq2Seq on the first ``n_train`` steps of ``X`` and score the whole series and its windows."""

@@ -80,3 +80,64 @@ def test_moving_the_slider_never_calls_the_model_and_the_why_chart_matches_the_d
         at.slider(key="aegmm:percentile").set_value(percentile).run()
         no_exceptions(at)
     assert any("Per-feature reconstruction error of row" in str(chart.proto.spec) for chart in at.get("plotly_chart"))
+
+
+def _saved_detector_section(at):
+    return next(e for e in at.expander if e.label == "Score with a saved detector instead of training")
+
+
+def test_the_demo_offers_no_model_upload_and_says_how_to_turn_it_on():
+    at = page("tabular_outliers")
+    at.run()
+    no_exceptions(at)
+    section = _saved_detector_section(at)
+    assert any("LANTERN_TRUSTED=1" in c.value for c in section.caption)
+    assert not [u for u in at.get("file_uploader") if u.proto.id.endswith("aegmm:saved")]
+
+
+@pytest.fixture
+def trusted(monkeypatch):
+    import dataclasses
+
+    from ui import settings
+
+    monkeypatch.setattr(settings, "SETTINGS", dataclasses.replace(settings.SETTINGS, trusted_mode=True))
+
+
+def test_in_trusted_mode_a_downloaded_archive_scores_the_rows_like_the_model_that_made_it(trusted):
+    import numpy as np
+
+    trained = _trained_page()
+    first = trained.session_state["job::aegmm"].result
+    archive = first.model.to_bytes(threshold=first.threshold)
+
+    at = page("tabular_outliers")
+    at.run()
+    at.file_uploader(key="aegmm:saved").upload("bad.lantern.zip", b"not a zip at all", "application/zip")
+    at.run()
+    no_exceptions(at)
+    assert any("bad.lantern.zip cannot be loaded: not a Lantern archive" in e.value for e in at.error)
+    assert "aegmm:score_saved" not in {b.key for b in at.button}
+
+    at.file_uploader(key="aegmm:saved").upload("aegmm.lantern.zip", archive, "application/zip")
+    at.run()
+    no_exceptions(at)
+    assert not at.error
+    features = at.multiselect(key="aegmm:features").value
+    at.multiselect(key="aegmm:features").set_value(features[:-1])  # one column short: refused, with the fix
+    at.button(key="aegmm:score_saved").click()
+    at.run()
+    assert any(f"trained on {len(features)} feature(s) and {len(features) - 1} are selected" in e.value
+               for e in at.error)
+    assert "job::aegmm" not in at.session_state
+
+    at.multiselect(key="aegmm:features").set_value(features)
+    at.button(key="aegmm:score_saved").click()
+    at.run()
+    run_until_job_done(at, "aegmm")
+    no_exceptions(at)
+    second = at.session_state["job::aegmm"].result
+    assert second.table_name.endswith("(saved detector)") and second.reference == "all scored rows"
+    np.testing.assert_allclose(second.scores, first.scores, rtol=1e-5, atol=1e-6)
+    assert int(metric_value(at, "Flagged rows").replace(",", "")) == int(np.sum(
+        second.scores > np.percentile(second.scores, 95.0)))
