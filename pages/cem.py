@@ -192,15 +192,14 @@ def train_classifier_job(data: Prepared, network: str, controls):
     name, spec = IMAGE_NETWORK if data.is_image else TABULAR_NETWORKS[network]
 
     def finish(values: dict, out: dict) -> ModelRun:
-        test_proba = out["test_proba"]
-        accuracy = float(np.mean(test_proba.argmax(axis=1) == data.y_test))
         return ModelRun(data, TrainedNetwork.from_answer(values["spec"], out), name,
-                        TrainingHistory(**values["history"]), test_proba, accuracy)
+                        TrainingHistory(**values["history"]), out["val_proba"], values["metrics"]["val_accuracy"])
 
     params = {**controls.params(), "network": {"kind": "mlp", **spec}, "n_features": len(data.feature_names),
-              "n_classes": len(data.class_names), "image_shape": data.image_shape}
+              "n_classes": len(data.class_names), "image_shape": data.image_shape, "return_val_proba": True}
+    arrays = {"X": data.X_train, "y": data.y_train, "X_val": data.X_test, "y_val": data.y_test}
     return training.start_task(MODEL_JOB, f"Train classifier on {data.table_name}", "classifier.train", params,
-                               {"X": data.X_train, "y": data.y_train, "X_test": data.X_test}, finish)
+                               arrays, finish)
 
 
 def train_autoencoder_job(data: Prepared, epochs: int, controls) -> None:

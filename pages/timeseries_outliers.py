@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,6 @@ from engine.metrics import ScoreCurves, binary_labels, score_curves
 from engine.od.seq2seq import instance_scores
 from ui import charts, downloads, scores, timeseries, training
 from ui import data as ui_data
-from ui.runtime import run_task
 from ui.settings import SETTINGS
 from ui.tasks import ArchivedDetector
 
@@ -36,7 +36,7 @@ class Seq2SeqRun:
     """What one training job produced: the detector and every score the result controls re-threshold."""
 
     model: ArchivedDetector  # the trained detector, as the worker sent it back
-    job_id: int
+    run_id: str  # new for every trained model: the per-feature thresholds start over for it
     features: list[str]
     time: np.ndarray  # x axis of every chart: the time column's values (never fed to the model) or row numbers
     time_name: str
@@ -61,21 +61,20 @@ class Seq2SeqRun:
 def train(X, time_values, time_name, labels, n_train, seq_len, latent_dim, stride, controls, features,
           table_name) -> None:
     """Start the training job: the model is trained and the series scored in a worker (``seq2seq.fit_and_score``)."""
-    def finish(job_id: int, values: dict, out: dict) -> Seq2SeqRun:
+    def finish(values: dict, out: dict) -> Seq2SeqRun:
         starts, raw = out["window_start"], out["raw"]
         window_labels, curves = None, None
         if labels is not None:
             labelled_before = np.concatenate([[0], np.cumsum(labels)])
             window_labels = (labelled_before[starts + seq_len] - labelled_before[starts] > 0).astype(int)
             curves = score_curves(labels, instance_scores(raw, 100.0))
-        return Seq2SeqRun(ArchivedDetector(out["archive"].tobytes()), job_id, list(features), time_values, time_name,
-                          X, out["reconstruction"], raw, starts, out["window_raw"], out["window_reconstruction"],
-                          labels, window_labels, curves, n_train, table_name)
+        return Seq2SeqRun(ArchivedDetector(out["archive"].tobytes()), uuid.uuid4().hex, list(features), time_values,
+                          time_name, X, out["reconstruction"], raw, starts, out["window_raw"],
+                          out["window_reconstruction"], labels, window_labels, curves, n_train, table_name)
 
     params = {**controls.params(), "n_train": n_train, "seq_len": seq_len, "latent_dim": latent_dim,
               "stride": stride, "percentile": DEFAULT_PERCENTILE}
-    training.start(JOB, "Train Seq2Seq", lambda job: finish(job.id, *run_task(job, "seq2seq.fit_and_score", params,
-                                                                                  {"X": X})))
+    training.start_task(JOB, "Train Seq2Seq", "seq2seq.fit_and_score", params, {"X": X}, finish)
 
 
 def time_axis(frame: pd.DataFrame, column: str | None, rows: np.ndarray) -> np.ndarray:
@@ -197,8 +196,8 @@ def _apply_global_percentile(n_features: int) -> None:
 def threshold_controls(run: Seq2SeqRun) -> np.ndarray:
     """The global and per-feature percentile sliders; returns the per-feature thresholds (score units)."""
     names = run.features
-    if st.session_state.get("s2s:thresholds_for") != run.job_id:  # a new model: start from the global value
-        st.session_state["s2s:thresholds_for"] = run.job_id
+    if st.session_state.get("s2s:thresholds_for") != run.run_id:  # a new model: start from the global value
+        st.session_state["s2s:thresholds_for"] = run.run_id
         for index in range(len(names)):
             st.session_state.pop(_feature_key(index), None)
     overall = st.slider("Threshold percentile, all features", 50.0, 99.9, DEFAULT_PERCENTILE, 0.1, format="%.1f",

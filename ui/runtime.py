@@ -22,7 +22,7 @@ from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_r
 
 from ui.jobs import Job, JobManager, lower_thread_priority
 from ui.settings import SETTINGS
-from ui.workers import WorkerPool
+from ui.workers import WorkerPool, as_message
 
 
 def _keep_keras_state_between_reruns() -> None:
@@ -251,8 +251,8 @@ def run_task(job: Job, task: str, params: dict, arrays: dict) -> tuple[dict, dic
     process with ``LANTERN_JOB_PROCESSES=1``. The task gets the server's job time budget; a worker is killed if
     it runs past twice that (plus a minute for scoring)."""
     params = {**params, "time_budget": SETTINGS.job_time_budget_s}
-    if POOL is None:
+    if POOL is None:  # the same task, with what it would see and answer through a worker's pipes
         from ui.tasks import TASKS
 
-        return TASKS[task](job, params, arrays)
+        return as_message(*TASKS[task](job, *as_message(params, arrays)))
     return POOL.run(job, task, params, arrays, deadline_s=2 * SETTINGS.job_time_budget_s + 60)

@@ -132,8 +132,9 @@ def _fit_options(job, params: dict) -> dict:
                 time_budget=params.get("time_budget"))
 
 
-def _stage_after_training(job, history) -> dict:
-    job.set_stage(f"{history.epochs_run} epoch(s), final loss {history.loss[-1]:.4g}"
+def _stage_after_training(job, history, outcome: str | None = None) -> dict:
+    """Say how training ended (epochs, ``outcome`` or the final loss, the time budget) and return the history as JSON."""
+    job.set_stage(f"{history.epochs_run} epoch(s), {outcome or f'final loss {history.loss[-1]:.4g}'}"
                   + (" (stopped at the time budget)" if history.stopped == "time_budget" else ""), 1.0)
     return asdict(history)
 
@@ -197,8 +198,9 @@ def seq2seq_fit_and_score(job, params: dict, arrays: dict) -> tuple[dict, dict]:
 def classifier_train(job, params: dict, arrays: dict) -> tuple[dict, dict]:
     """Build a classifier (:func:`engine.classifiers.build_classifier` arguments in ``params['network']``) and train it.
 
-    With ``X_val`` / ``y_val`` the validation accuracy is reported; with ``X_test`` the test split's class
-    probabilities are returned. The trained network comes back as its spec and weights.
+    ``X_val`` / ``y_val`` are the held-out (test) rows: their accuracy is reported, and with
+    ``return_val_proba`` their class probabilities are returned. The trained network comes back as its spec
+    and weights.
     """
     network = dict(params["network"])
     image_shape = params.get("image_shape")
@@ -212,14 +214,15 @@ def classifier_train(job, params: dict, arrays: dict) -> tuple[dict, dict]:
             job.set_stage(f"epoch {event.epoch}/{event.epochs} · loss {event.loss:.4g} · training accuracy "
                           f"{event.metrics['accuracy']:.3f}")
 
-    validation = (arrays["X_val"], arrays["y_val"]) if "X_val" in arrays else None
     options = {**_fit_options(job, params), "progress": report}
-    history, metrics = train_classifier(model, arrays["X"], arrays["y"], validation=validation, **options)
+    history, metrics = train_classifier(model, arrays["X"], arrays["y"], validation=(arrays["X_val"], arrays["y_val"]),
+                                        **options)
     out = model_weights("net", model)
-    if "X_test" in arrays:
-        job.set_stage("predicting the test split", 1.0)
-        out["test_proba"] = predict_proba(model, arrays["X_test"])
-    return {"spec": describe_sequential(model), "history": asdict(history),
+    if params.get("return_val_proba"):
+        job.set_stage("predicting the held-out rows", 1.0)
+        out["val_proba"] = predict_proba(model, arrays["X_val"])
+    return {"spec": describe_sequential(model),
+            "history": _stage_after_training(job, history, f"test accuracy {metrics['val_accuracy']:.3f}"),
             "metrics": {k: float(v) for k, v in metrics.items()}}, out
 
 
@@ -229,7 +232,8 @@ def autoencoder_train(job, params: dict, arrays: dict) -> tuple[dict, dict]:
     model = build_autoencoder(int(params["n_features"]), output_activation=params["output_activation"],
                               seed=int(params["seed"]))
     history, metrics = train_autoencoder(model, arrays["X"], validation=arrays["X_val"], **_fit_options(job, params))
-    return ({"spec": describe_sequential(model), "history": asdict(history),
+    outcome = f"test reconstruction MSE {metrics['val_mse']:.4g}"
+    return ({"spec": describe_sequential(model), "history": _stage_after_training(job, history, outcome),
              "metrics": {k: float(v) for k, v in metrics.items()}}, model_weights("net", model))
 
 

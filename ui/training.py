@@ -56,8 +56,9 @@ def start_task(key: str, label: str, task: str, params: dict, arrays: dict,
                finish: Callable[[dict, dict], Any], kind: str = "train") -> Job | None:
     """Submit the :mod:`ui.tasks` task ``task`` as a job under ``key`` (see :func:`start`).
 
-    The task runs in a worker process (:mod:`ui.workers`) with JSON ``params`` and numpy ``arrays``;
-    ``finish(values, arrays)`` then builds the job's result from its answer, in this process.
+    The task gets JSON ``params`` and numpy ``arrays`` and runs in the job's thread, or in a worker process
+    with ``LANTERN_JOB_PROCESSES=1`` (:mod:`ui.workers`); ``finish(values, arrays)`` then builds the job's
+    result from its answer, in this process.
     """
     return start(key, label, lambda job: finish(*run_task(job, task, params, arrays)), kind=kind)
 

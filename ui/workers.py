@@ -72,6 +72,19 @@ def write_message(stream: IO[bytes], header: dict, arrays: dict[str, np.ndarray]
     stream.flush()
 
 
+def as_message(values: dict, arrays: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """``values`` and ``arrays`` exactly as they would arrive through a pipe: JSON round-tripped, numeric arrays.
+
+    Running a task in a thread through this makes it see what a worker would, so a parameter that cannot
+    travel (a numpy scalar, a Python object) fails the same way in both modes.
+    """
+    arrays = {name: np.asarray(array) for name, array in (arrays or {}).items()}
+    for name, array in arrays.items():
+        if array.dtype.hasobject:
+            raise ValueError(f"array {name!r} holds Python objects; tasks take numeric arrays only")
+    return json.loads(json.dumps(values)), arrays
+
+
 def _read_exact(stream: IO[bytes], n: int) -> bytes:
     chunks, left = [], n
     while left > 0:

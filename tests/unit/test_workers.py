@@ -10,7 +10,7 @@ import pytest
 
 from engine.errors import DataError, LanternError
 from ui.jobs import CANCELLED, DONE, FAILED, JobManager
-from ui.workers import WorkerError, WorkerPool, read_message, write_message
+from ui.workers import WorkerError, WorkerPool, as_message, read_message, write_message
 
 TEST_TASKS = ("tests.unit.worker_tasks",)
 
@@ -35,6 +35,15 @@ def test_a_message_carries_json_and_arrays_exactly():
 def test_nothing_is_pickled_object_arrays_are_refused():
     with pytest.raises(ValueError):
         write_message(io.BytesIO(), {"type": "task"}, {"x": np.array([{"a": 1}], dtype=object)})
+
+
+def test_a_task_run_in_a_thread_sees_what_the_pipe_would_deliver():
+    values, arrays = as_message({"shape": (8, 8), "n": 3}, {"x": [1.0, 2.0]})
+    assert values == {"shape": [8, 8], "n": 3} and arrays["x"].dtype == np.float64
+    with pytest.raises(TypeError):  # a numpy scalar cannot travel: it fails in a thread as it would in a worker
+        as_message({"n": np.int64(3)})
+    with pytest.raises(ValueError):
+        as_message({}, {"x": np.array([object()])})
 
 
 @pytest.fixture(scope="module")
