@@ -8,6 +8,7 @@ Set ``LANTERN_E2E_URL`` to run the tests against a server you started yourself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -58,19 +59,12 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture(scope="session")
-def app_url(artifacts) -> str:
-    """The URL of a running Lantern server, started for this test session and stopped after it."""
-    external = os.environ.get("LANTERN_E2E_URL")
-    if external:
-        if _health(external) != "ok":
-            pytest.fail(f"LANTERN_E2E_URL={external} does not answer on /_stcore/health.")
-        yield external.rstrip("/")
-        return
-
+@contextlib.contextmanager
+def serve(artifacts: Path, extra_env: dict[str, str] | None = None):
+    """Start ``streamlit run app.py`` on a free port of 127.0.0.1 (with ``extra_env``); yields (url, server process)."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     log_path = artifacts / f"server-{port}.log"  # per port: parallel runs must not share a log
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
@@ -88,7 +82,7 @@ def app_url(artifacts) -> str:
                 pytest.fail(f"streamlit did not answer {url}/_stcore/health within {SERVER_START_TIMEOUT_S} s; "
                             f"see {log_path}")
             time.sleep(0.5)
-        yield url
+        yield url, server
     finally:
         # The server runs in its own process group (start_new_session): stop the group, not just the parent.
         try:
@@ -99,6 +93,19 @@ def app_url(artifacts) -> str:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def app_url(artifacts) -> str:
+    """The URL of a running Lantern server, started for this test session and stopped after it."""
+    external = os.environ.get("LANTERN_E2E_URL")
+    if external:
+        if _health(external) != "ok":
+            pytest.fail(f"LANTERN_E2E_URL={external} does not answer on /_stcore/health.")
+        yield external.rstrip("/")
+        return
+    with serve(artifacts) as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="session")
