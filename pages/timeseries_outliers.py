@@ -12,8 +12,9 @@ import streamlit as st
 from engine.errors import DataError
 from engine.ingest import feature_matrix
 from engine.metrics import ScoreCurves, binary_labels, score_curves
+from engine.od import OutlierSeq2Seq
 from engine.od.seq2seq import instance_scores
-from ui import charts, downloads, scores, timeseries, training
+from ui import archives, charts, downloads, scores, timeseries, training
 from ui import data as ui_data
 from ui.settings import SETTINGS
 from ui.tasks import ArchivedDetector
@@ -51,6 +52,7 @@ class Seq2SeqRun:
     step_curves: ScoreCurves | None  # threshold-free ROC / PR of the per-step score against the labels
     n_train: int  # the model trained on steps [0, n_train); thresholds are percentiles of their scores
     table_name: str
+    from_archive: bool = False  # scored with a loaded detector: n_train steps are only the thresholds' reference
     threshold: np.ndarray | None = None  # the controls' per-feature thresholds on the last run; the download carries them
 
     @property
@@ -58,23 +60,41 @@ class Seq2SeqRun:
         return self.window_raw.shape[1]
 
 
+def _run_from(out: dict, archive: bytes, X, time_values, time_name, labels, n_train, seq_len, features,
+              table_name, from_archive: bool = False) -> Seq2SeqRun:
+    """The page's result from a job's answer (reconstructions and raw scores of every step and window)."""
+    starts, raw = out["window_start"], out["raw"]
+    window_labels, curves = None, None
+    if labels is not None:
+        labelled_before = np.concatenate([[0], np.cumsum(labels)])
+        window_labels = (labelled_before[starts + seq_len] - labelled_before[starts] > 0).astype(int)
+        curves = score_curves(labels, instance_scores(raw, 100.0))
+    return Seq2SeqRun(ArchivedDetector(archive), uuid.uuid4().hex, list(features), time_values, time_name, X,
+                      out["reconstruction"], raw, starts, out["window_raw"], out["window_reconstruction"], labels,
+                      window_labels, curves, n_train, table_name, from_archive)
+
+
 def train(X, time_values, time_name, labels, n_train, seq_len, latent_dim, stride, controls, features,
           table_name) -> None:
-    """Start the training job: the model is trained and the series scored in a worker (``seq2seq.fit_and_score``)."""
-    def finish(values: dict, out: dict) -> Seq2SeqRun:
-        starts, raw = out["window_start"], out["raw"]
-        window_labels, curves = None, None
-        if labels is not None:
-            labelled_before = np.concatenate([[0], np.cumsum(labels)])
-            window_labels = (labelled_before[starts + seq_len] - labelled_before[starts] > 0).astype(int)
-            curves = score_curves(labels, instance_scores(raw, 100.0))
-        return Seq2SeqRun(ArchivedDetector(out["archive"].tobytes()), uuid.uuid4().hex, list(features), time_values,
-                          time_name, X, out["reconstruction"], raw, starts, out["window_raw"],
-                          out["window_reconstruction"], labels, window_labels, curves, n_train, table_name)
-
+    """Start the training job: the model is trained and the series scored (``seq2seq.fit_and_score``)."""
     params = {**controls.params(), "n_train": n_train, "seq_len": seq_len, "latent_dim": latent_dim,
               "stride": stride, "percentile": DEFAULT_PERCENTILE}
-    training.start_task(JOB, "Train Seq2Seq", "seq2seq.fit_and_score", params, {"X": X}, finish)
+    training.start_task(JOB, "Train Seq2Seq", "seq2seq.fit_and_score", params, {"X": X}, lambda values, out: _run_from(
+        out, out["archive"].tobytes(), X, time_values, time_name, labels, n_train, seq_len, features, table_name))
+
+
+def score_with_saved(archive: bytes, seq_len: int, X, time_values, time_name, labels, n_reference, features,
+                     table_name) -> None:
+    """Start a job scoring the series with a loaded detector archive (``seq2seq.score``; trusted mode only).
+
+    Thresholds start at percentiles of the first ``n_reference`` steps, as after training.
+    """
+    params = {"n_train": n_reference, "percentile": DEFAULT_PERCENTILE}
+    training.start_task(JOB, "Score with the saved Seq2Seq", "seq2seq.score", params,
+                        {"X": X, "archive": np.frombuffer(archive, dtype=np.uint8)},
+                        lambda values, out: _run_from(out, archive, X, time_values, time_name, labels, n_reference,
+                                                      seq_len, features, f"{table_name} (saved detector)", True),
+                        kind="score")
 
 
 def time_axis(frame: pd.DataFrame, column: str | None, rows: np.ndarray) -> np.ndarray:
@@ -116,6 +136,14 @@ if st.session_state.get("s2s:dataset_id") != dataset_id:  # another dataset: its
     for key in ("s2s:time", "s2s:features", "s2s:label"):
         st.session_state.pop(key, None)
 
+with st.expander("Score with a saved detector instead of training"):
+    saved = archives.detector_uploader("s2s:saved", OutlierSeq2Seq)
+    if saved is not None:
+        st.caption(f"A saved OutlierSeq2Seq for {saved[1].n_features} feature(s) and windows of {saved[1].seq_len} "
+                   "steps. Choose the feature columns it was trained on, in the same order, then press **Score with "
+                   "the saved detector** below; the thresholds start at percentiles of the share of the series set "
+                   "there.")
+
 with st.form("s2s:setup", border=False):
     time_options = [ROW_ORDER] + columns
     time_column = st.selectbox(
@@ -141,19 +169,27 @@ with st.form("s2s:setup", border=False):
                                         help="Overlapping windows give more training examples from a short "
                                              "series. Scoring always uses consecutive windows.")
         controls = training.controls("s2s", epochs=20, batch_size=64)
-    submitted = st.form_submit_button("Train", type="primary", icon=":material/model_training:", key="s2s:train")
+    buttons = st.columns([1, 3]) if saved is not None else [st.container()]
+    submitted = buttons[0].form_submit_button("Train", type="primary", icon=":material/model_training:",
+                                              key="s2s:train")
+    score_saved = saved is not None and buttons[1].form_submit_button(
+        "Score with the saved detector", icon=":material/upload_file:", key="s2s:score_saved")
 
-if submitted:
+if submitted or score_saved:
     time_name = None if time_column == ROW_ORDER else time_column
     dropped = [c for c in features if c in (time_name, label)]
     features = [c for c in features if c not in (time_name, label)]
     if dropped:
         st.info(f"{', '.join(f'`{c}`' for c in dropped)} left out of the features: the time and label columns are "
                 "never fed to the model.")
+    window = saved[1].seq_len if score_saved else int(seq_len)
     try:
         if len(features) > MAX_FEATURES:
             raise DataError(f"{len(features)} feature columns are selected; at most {MAX_FEATURES} are allowed. "
                             "Leave some out.")
+        if score_saved and len(features) != saved[1].n_features:
+            raise DataError(f"the saved detector was trained on {saved[1].n_features} feature(s) and {len(features)} "
+                            "are selected; choose the columns it was trained on.")
         X, rows = feature_matrix(table.frame, features, missing=missing)
         time_values = time_axis(table.frame, time_name, rows)
         labels = None if label is None else binary_labels(table.frame[label].to_numpy()[rows])
@@ -163,19 +199,25 @@ if submitted:
             labels = None if labels is None else labels[order]
             st.info(f"The rows were not in time order; they are sorted by `{time_name}`.")
         n_train = int(round(len(X) * train_share / 100))
-        if n_train > SETTINGS.max_train_rows:
+        if n_train > SETTINGS.max_train_rows and not score_saved:
             st.info(f"Training on the first {SETTINGS.max_train_rows:,} steps (this server's limit); all "
                     f"{len(X):,} steps are scored.")
             n_train = SETTINGS.max_train_rows
-        if n_train < 2 * seq_len:
-            raise DataError(f"the training stretch has {n_train:,} steps, fewer than two windows of {seq_len} "
-                            "steps; lower the window length or train on a larger share of the series.")
+        if n_train < 2 * window:
+            raise DataError(f"the {'training' if submitted else 'reference'} stretch has {n_train:,} steps, fewer "
+                            f"than two windows of {window} steps; "
+                            + ("lower the window length or " if submitted else "")
+                            + "use a larger share of the series.")
     except DataError as exc:
         ui_data.show_data_error(exc)
     else:
-        stride = max(1, int(round(seq_len * (1 - overlap))))
-        train(X, time_values, time_name or "row", labels, n_train, int(seq_len), int(latent_dim), stride, controls,
-              features, table.name)
+        if submitted:
+            stride = max(1, int(round(seq_len * (1 - overlap))))
+            train(X, time_values, time_name or "row", labels, n_train, int(seq_len), int(latent_dim), stride,
+                  controls, features, table.name)
+        else:
+            score_with_saved(saved[0], window, X, time_values, time_name or "row", labels, n_train, features,
+                             table.name)
 
 job = training.panel(JOB)
 run: Seq2SeqRun | None = training.result(JOB)
@@ -297,7 +339,9 @@ def results(run: Seq2SeqRun) -> None:
     st.header("Results")
     n_steps, n_features = run.X.shape
     st.caption(f"{run.table_name} · {n_features} feature(s) · {n_steps:,} steps in {len(run.window_start):,} "
-               f"windows of {run.seq_len} · trained on the first {run.n_train:,} steps")
+               f"windows of {run.seq_len} · "
+               + (f"thresholds from the first {run.n_train:,} steps" if run.from_archive
+                  else f"trained on the first {run.n_train:,} steps"))
 
     st.subheader("Thresholds")
     thresholds = threshold_controls(run)

@@ -95,15 +95,6 @@ def test_the_demo_offers_no_model_upload_and_says_how_to_turn_it_on():
     assert not [u for u in at.get("file_uploader") if u.proto.id.endswith("aegmm:saved")]
 
 
-@pytest.fixture
-def trusted(monkeypatch):
-    import dataclasses
-
-    from ui import settings
-
-    monkeypatch.setattr(settings, "SETTINGS", dataclasses.replace(settings.SETTINGS, trusted_mode=True))
-
-
 def test_in_trusted_mode_a_downloaded_archive_scores_the_rows_like_the_model_that_made_it(trusted):
     import numpy as np
 

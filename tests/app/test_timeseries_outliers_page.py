@@ -209,3 +209,25 @@ def test_cancel_stops_training_and_keeps_nothing():
     assert at.session_state["job::seq2seq"].state == "cancelled"
     assert any("was cancelled" in w.value for w in at.warning)
     assert "Results" not in [h.value for h in at.header]
+
+
+def test_in_trusted_mode_a_downloaded_archive_scores_the_series_like_the_model_that_made_it(trained, trusted):
+    first = trained.session_state["job::seq2seq"].result
+    archive = first.model.to_bytes(threshold=first.threshold)
+
+    at = page("timeseries_outliers")
+    at.run()
+    at.file_uploader(key="s2s:saved").upload("seq2seq.lantern.zip", archive, "application/zip")
+    at.run()
+    no_exceptions(at)
+    assert not at.error and "s2s:score_saved" in {b.key for b in at.button}
+    at.button(key="s2s:score_saved").click().run()
+    run_until_job_done(at, "seq2seq")
+    no_exceptions(at)
+    second = at.session_state["job::seq2seq"].result
+    assert second.from_archive and second.seq_len == first.seq_len == 50
+    assert second.n_train == first.n_train  # the same share of the series is the thresholds' reference
+    np.testing.assert_allclose(second.raw, first.raw, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(second.threshold, np.percentile(first.raw[:first.n_train], 99.0, axis=0),
+                               rtol=1e-4, atol=1e-5)  # the page's default percentile of the same reference steps
+    assert any("thresholds from the first" in c.value for c in at.caption)
