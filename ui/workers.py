@@ -374,8 +374,8 @@ class WorkerPool:
             healthy = True
             return result
         except (TrainingCancelled, LanternError, MemoryError) as exc:
-            # the worker answered (or was killed): it can be reused only if it is still alive and answered
-            healthy = worker.alive() and not isinstance(exc, WorkerError) and worker.ready
+            # reused only if it answered and is still alive; after running out of memory it starts afresh
+            healthy = worker.alive() and worker.ready and not isinstance(exc, (WorkerError, MemoryError))
             raise
         finally:
             self._release(worker, healthy)
