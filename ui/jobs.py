@@ -61,7 +61,7 @@ class Job:
     owner: str
     label: str
     kind: str
-    fn: Callable[["Job"], Any]
+    fn: Callable[[Job], Any]
     state: str = QUEUED
     result: Any = None
     error: str | None = None

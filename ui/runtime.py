@@ -11,7 +11,6 @@ import logging
 import sys
 import threading
 import time
-from pathlib import Path
 from collections.abc import Callable
 
 import keras
@@ -22,7 +21,7 @@ from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_r
 
 from ui.jobs import Job, JobManager, lower_thread_priority
 from ui.settings import SETTINGS
-from ui.workers import WorkerPool, as_message
+from ui.workers import WorkerPool, as_message, process_rss_mib
 
 
 def _keep_keras_state_between_reruns() -> None:
@@ -111,10 +110,8 @@ def session_is_alive(owner: str) -> bool:
 
 def rss_mib() -> float:
     """This process's resident memory in MiB (-1 where ``/proc`` is not available)."""
-    try:
-        return int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
-    except (OSError, IndexError, ValueError):
-        return -1.0
+    rss = process_rss_mib()
+    return -1.0 if rss is None else rss
 
 
 def _memory_census() -> dict:

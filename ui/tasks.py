@@ -100,11 +100,11 @@ class TrainedNetwork:
     _model: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def of(cls, model: keras.Model, prefix: str = "net") -> "TrainedNetwork":
+    def of(cls, model: keras.Model, prefix: str = "net") -> TrainedNetwork:
         return cls(describe_sequential(model), model_weights(prefix, model))
 
     @classmethod
-    def from_answer(cls, spec: dict, arrays: dict, prefix: str = "net") -> "TrainedNetwork":
+    def from_answer(cls, spec: dict, arrays: dict, prefix: str = "net") -> TrainedNetwork:
         return cls(spec, {k: v for k, v in arrays.items() if k.startswith(prefix + "/")})
 
     def arrays(self) -> dict[str, np.ndarray]:

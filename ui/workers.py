@@ -39,7 +39,7 @@ import time
 import traceback
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 
@@ -57,6 +57,14 @@ _POLL_S = 0.25
 
 class WorkerError(LanternError):
     """The worker process running a job stopped, or went over the job's hard deadline."""
+
+
+def process_rss_mib(pid: int | str = "self") -> float | None:
+    """Resident memory of process ``pid`` in MiB, from ``/proc`` (None where it cannot be read)."""
+    try:
+        return int(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 # -- messages ----------------------------------------------------------------------------------------
@@ -139,10 +147,7 @@ class _Worker:
         return self.process.poll() is None
 
     def rss_mb(self) -> float | None:
-        try:
-            return int(Path(f"/proc/{self.pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
-        except (OSError, IndexError, ValueError):
-            return None
+        return process_rss_mib(self.pid)
 
     def _message(self, timeout: float) -> tuple[dict, dict] | None:
         """The next message from the worker, or None after ``timeout`` seconds without one."""
