@@ -6,10 +6,12 @@ JSON config + weights format as a download, see :mod:`engine.saving`). ``job`` o
 (the engine's progress callback), ``set_stage`` and ``cancel``, in a worker as in a thread, so a task
 runs the same either way. This module does not import streamlit.
 
-Which jobs run here: the trainings of every workflow (AEGMM, Seq2Seq, the classifiers, CEM's
-autoencoder, the distilled detector) and the adversarial attack. The CEM and anchor *explanations*
-run in the server's job threads: they reuse what earlier explanations of the same model compiled
-or indexed (CEM's optimisation loop, the anchor sampler), which lives in the session.
+Which jobs are tasks: every Keras training (AEGMM, Seq2Seq, the classifiers, CEM's autoencoder,
+the distilled detector), the adversarial attack, and scoring with a saved detector (trusted mode).
+The other jobs run in the server's job threads: the CEM and anchor *explanations* reuse what earlier
+explanations of the same model compiled or indexed (CEM's optimisation loop, the anchor sampler),
+which lives in the session, and the anchors page's random forest (scikit-learn) has no archive
+format that is not pickle.
 """
 
 from __future__ import annotations
