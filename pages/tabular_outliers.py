@@ -33,7 +33,7 @@ class AEGMMRun:
     curves: ScoreCurves | None  # ROC / PR against the labels (threshold-free, computed once)
     table_name: str
     explained: dict[int, np.ndarray]  # row position -> per-feature error, for the highest-scoring rows
-    reference: str = "the training rows"  # whose scores the threshold percentile refers to
+    from_archive: bool = False  # scored with a loaded detector: the percentile refers to all scored rows
     threshold: float | None = None  # the slider's threshold on the last run; the detector download carries it
 
     def feature_errors(self, position: int) -> np.ndarray:
@@ -43,14 +43,27 @@ class AEGMMRun:
         return self.explained[position]
 
 
-def _run_from(answer: dict, archive: bytes, columns, frame, X, reference, labels, table_name,
-              reference_name: str = "the training rows") -> AEGMMRun:
-    """The page's result from a job's answer (scores and the top rows' per-feature errors)."""
+def _run_from(answer: dict, archive: bytes, columns, frame, X, labels, table_name,
+              train_mask: np.ndarray | None = None) -> AEGMMRun:
+    """The page's result from a job's answer (scores and the top rows' per-feature errors).
+
+    Without ``train_mask`` (a loaded detector) the threshold percentile refers to all scored rows.
+    """
     scores = answer["scores"]
     curves = None if labels is None else score_curves(labels, scores)
     explained = dict(zip(answer["top"].tolist(), answer["top_errors"]))
-    return AEGMMRun(ArchivedDetector(archive), columns, frame, X, scores, scores[reference], labels, curves,
-                    table_name, explained, reference_name)
+    reference = scores if train_mask is None else scores[train_mask]
+    return AEGMMRun(ArchivedDetector(archive), columns, frame, X, scores, reference, labels, curves, table_name,
+                    explained, from_archive=train_mask is None)
+
+
+def _chosen_rows(table, columns, label, missing):
+    """The model's matrix of the chosen columns, the table rows it kept, their 0/1 labels and the rows as shown."""
+    X, rows = feature_matrix(table.frame, columns, missing=missing)
+    labels = None if label is None else binary_labels(table.frame[label].to_numpy()[rows])
+    shown = list(columns) + ([label] if label and label not in columns else [])
+    frame = table.frame.iloc[rows][shown].reset_index(drop=True).set_axis(rows, axis=0)
+    return X, rows, labels, frame
 
 
 def train(X, frame, train_mask, labels, n_gmm, controls, table_name, columns) -> None:
@@ -59,8 +72,8 @@ def train(X, frame, train_mask, labels, n_gmm, controls, table_name, columns) ->
     # the job, once, so that moving the threshold slider never waits for the model.
     params = {**controls.params(), "n_gmm": n_gmm, "explained_rows": EXPLAINED_ROWS}
     training.start_task(JOB, "Train AEGMM", "aegmm.fit_and_score", params, {"X": X, "train_mask": train_mask},
-                        lambda values, out: _run_from(out, out["archive"].tobytes(), columns, frame, X, train_mask,
-                                                      labels, table_name))
+                        lambda values, out: _run_from(out, out["archive"].tobytes(), columns, frame, X, labels,
+                                                      table_name, train_mask))
 
 
 def score_with_saved(archive: bytes, X, frame, labels, table_name, columns) -> None:
@@ -71,8 +84,8 @@ def score_with_saved(archive: bytes, X, frame, labels, table_name, columns) -> N
     params = {"explained_rows": EXPLAINED_ROWS}
     training.start_task(JOB, "Score with the saved AEGMM", "aegmm.score", params,
                         {"X": X, "archive": np.frombuffer(archive, dtype=np.uint8)},
-                        lambda values, out: _run_from(out, archive, columns, frame, X, slice(None), labels,
-                                                      f"{table_name} (saved detector)", "all scored rows"),
+                        lambda values, out: _run_from(out, archive, columns, frame, X, labels,
+                                                      f"{table_name} (saved detector)"),
                         kind="score")
 
 
@@ -106,8 +119,7 @@ with st.form("aegmm:setup", border=False):
 
 if submitted:
     try:
-        X, rows = feature_matrix(table.frame, columns, missing=missing)
-        labels = None if label is None else binary_labels(table.frame[label].to_numpy()[rows])
+        X, rows, labels, frame = _chosen_rows(table, columns, label, missing)
         if normal_only and labels is None:
             raise DataError("training on normal rows only needs a label column; choose one or untick the box.")
         eligible = np.flatnonzero(labels == 0) if normal_only else np.arange(len(X))
@@ -122,23 +134,18 @@ if submitted:
     else:
         if len(eligible) > max_rows:
             st.info(f"Training on a random sample of {int(max_rows):,} of {len(eligible):,} rows; all rows are scored.")
-        shown = list(columns) + ([label] if label and label not in columns else [])
-        frame = table.frame.iloc[rows][shown].reset_index(drop=True).set_axis(rows, axis=0)
         train(X, frame, train_mask, labels, n_gmm, controls, table.name, list(columns))
 
 if score_saved:
     archive, detector = saved
     try:
-        X, rows = feature_matrix(table.frame, columns, missing=missing)
+        X, rows, labels, frame = _chosen_rows(table, columns, label, missing)
         if X.shape[1] != detector.n_features_in_:
             raise DataError(f"the saved detector was trained on {detector.n_features_in_} feature(s) and {X.shape[1]} "
                             "are selected; choose the columns it was trained on.")
-        labels = None if label is None else binary_labels(table.frame[label].to_numpy()[rows])
     except DataError as exc:
         ui_data.show_data_error(exc)
     else:
-        shown = list(columns) + ([label] if label and label not in columns else [])
-        frame = table.frame.iloc[rows][shown].reset_index(drop=True).set_axis(rows, axis=0)
         score_with_saved(archive, X, frame, labels, table.name, list(columns))
 
 job = training.panel(JOB)
@@ -150,8 +157,8 @@ def results(run: AEGMMRun) -> None:
     st.header("Results")
     st.caption(f"{run.table_name} · {len(run.columns)} features · {len(run.scores):,} rows scored")
     percentile, threshold = scores.percentile_slider("aegmm:percentile", run.train_scores)
-    if run.reference != "the training rows":
-        st.caption(f"The threshold is a percentile of the scores of {run.reference}: the saved detector does not "
+    if run.from_archive:
+        st.caption("The threshold is a percentile of the scores of all scored rows: the saved detector does not "
                    "carry its training rows.")
     run.threshold = threshold
     flags = run.scores > threshold

@@ -128,7 +128,7 @@ def test_in_trusted_mode_a_downloaded_archive_scores_the_rows_like_the_model_tha
     run_until_job_done(at, "aegmm")
     no_exceptions(at)
     second = at.session_state["job::aegmm"].result
-    assert second.table_name.endswith("(saved detector)") and second.reference == "all scored rows"
+    assert second.table_name.endswith("(saved detector)") and second.from_archive
     np.testing.assert_allclose(second.scores, first.scores, rtol=1e-5, atol=1e-6)
     assert int(metric_value(at, "Flagged rows").replace(",", "")) == int(np.sum(
         second.scores > np.percentile(second.scores, 95.0)))
