@@ -2,7 +2,7 @@
 
 Protocol (the reference's AEGMM example; see docs/BENCHMARKS.md, section "OutlierAEGMM (KDD Cup 99)"):
 
-- data: /work/shared/benchdata/kddcup.data_10_percent.gz (494,021 rows), read in place; the 18
+- data: ../shared/benchdata/kddcup.data_10_percent.gz (494,021 rows), read in place; the 18
   continuous features below; every attack (label other than ``normal.``) is an outlier;
 - per seed, disjoint random draws: ``--train-rows`` normal rows for training (standardised with
   their own statistics by the detector's stored scaler); a 1,000-row threshold batch with 5 %
@@ -58,9 +58,9 @@ from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_sco
 from engine.nets import mlp  # noqa: E402
 from engine.od import OutlierAEGMM  # noqa: E402
 from engine.od.aegmm import eucl_cosim_features  # noqa: E402
-from machine_info import cpu_model, load_average  # noqa: E402
+from machine_info import benchdata_dir, cpu_model, load_average  # noqa: E402
 
-KDD = Path("/work/shared/benchdata/kddcup.data_10_percent.gz")
+KDD = benchdata_dir() / "kddcup.data_10_percent.gz"
 RESULTS = ROOT / "bench" / "results" / "aegmm_kdd.json"
 
 COLUMNS = [
@@ -365,9 +365,10 @@ def main() -> None:
     }
     report = {
         "benchmark": "aegmm_kdd",
-        "command": "cd /work/main && .venv/bin/python " + " ".join(["bench/aegmm_kdd.py", *sys.argv[1:]]),
+        "command": ".venv/bin/python " + " ".join(["bench/aegmm_kdd.py", *sys.argv[1:]]),
         "protocol": {
-            "data": str(KDD), "features": FEATURES, "train_rows": args.train_rows, "epochs": args.epochs,
+            "data": "../shared/benchdata/" + KDD.name, "features": FEATURES, "train_rows": args.train_rows,
+            "epochs": args.epochs,
             "batch_size": args.batch_size, "optimizer": "Adam(1e-3)", "w_energy": 0.1, "w_cov_diag": 0.005,
             "networks": "encoder 18-60-30-10(tanh)-1, decoder 1-10-30-60(tanh)-18, gmm 3-10(tanh)-2(softmax)",
             "threshold_batch": {"rows": THRESHOLD_BATCH[0], "outlier_share": THRESHOLD_BATCH[1], "percentile": 95},

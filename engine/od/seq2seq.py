@@ -31,7 +31,8 @@ Scores, per step ``t`` and feature ``f``::
     instance_score      = mean of the top ⌈outlier_perc %⌉ feature scores of the instance
 
 and a step or an instance is an outlier when its score is above 0. ``threshold`` is one number
-or one per feature.
+or one per feature; it starts at 0 (as in the reference), so right after ``fit`` the threshold
+network's estimate ``ê`` is the threshold and ``predict`` works at once.
 
 Differences from the reference implementation (alibi-detect), on purpose:
 
@@ -48,10 +49,10 @@ Differences from the reference implementation (alibi-detect), on purpose:
   of ``seq_len`` steps; when ``n`` is not a multiple of ``seq_len`` one more window, aligned to
   the end of the series, covers the rest, and every score is mapped back to its time step (the
   reference drops the ragged end).
-- **``infer_threshold`` handles every combination** of a scalar or per-feature
-  ``threshold_perc`` with any ``outlier_perc`` and returns one threshold per feature, of shape
-  ``(n_features,)``, for 2-D and 3-D input alike (the reference ignores a per-feature list when
-  ``outlier_perc < 100``).
+- **``infer_threshold`` honours a per-feature list at any ``outlier_perc``.** As in the reference
+  it updates the threshold additively and keeps a scalar threshold scalar; a per-feature
+  ``threshold_perc`` gives each feature its own threshold from its own feature scores whatever
+  ``outlier_perc`` is (the reference treats that case differently when ``outlier_perc < 100``).
 - **Standardisation is stored with the detector.** ``fit`` fits a
   :class:`~engine.preprocessing.Standardizer` on the training series; raw series go in, and
   scores, squared errors and thresholds are in standardised units (so features of different
@@ -63,6 +64,7 @@ Differences from the reference implementation (alibi-detect), on purpose:
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Callable
 
@@ -77,6 +79,8 @@ from engine.preprocessing import Standardizer
 from engine.saving import load_detector, model_weights, register_archivable, save_detector, set_model_weights
 from engine.training import CancelToken, ProgressFn, TrainingHistory, train
 from engine.validation import as_float_array, check_percentile
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["OutlierSeq2Seq", "Seq2Seq", "default_latent_dim", "default_threshold_net", "seq2seq_loss"]
 
@@ -314,8 +318,9 @@ class OutlierSeq2Seq(BaseDetector, ThresholdMixin):
     seq_len : int
         Sequence length fed into the Seq2Seq model.
     threshold : float or numpy.ndarray, optional
-        Threshold used for outlier detection: one float or one value per feature. Usually set
-        by :meth:`infer_threshold`.
+        Threshold used for outlier detection: one float or one value per feature, added to the
+        learned estimate. ``None`` becomes ``0.0`` (with a logged warning), as in the reference;
+        :meth:`infer_threshold` adjusts it from data considered normal.
     seq2seq : keras.Model, optional
         A (possibly trained) model returning ``(x_recon, threshold_est)`` for windows
         ``(batch, seq_len, n_features)``, e.g. a :class:`Seq2Seq`. ``fit`` trains it further;
@@ -370,6 +375,13 @@ class OutlierSeq2Seq(BaseDetector, ThresholdMixin):
     ) -> None:
         self.n_features = n_features
         self.seq_len = seq_len
+        if threshold is None:
+            # As in the reference: the threshold network's estimate is the threshold until one is inferred.
+            logger.warning(
+                "OutlierSeq2Seq: no threshold given, it defaults to 0.0 (a feature score above the learned "
+                "estimate is an outlier); call infer_threshold(X, threshold_perc) to set one from normal data."
+            )
+            threshold = 0.0
         self.threshold = threshold
         self.seq2seq = seq2seq
         self.threshold_net = threshold_net
@@ -549,33 +561,41 @@ class OutlierSeq2Seq(BaseDetector, ThresholdMixin):
         threshold_perc: float | np.ndarray | list = 95.0,
         batch_size: int = int(1e10),
     ) -> None:
-        """Set ``threshold`` so that ``threshold_perc`` % of ``X`` counts as normal.
+        """Raise (or lower) ``threshold`` so that ``threshold_perc`` % of ``X`` counts as normal.
 
-        - A scalar ``threshold_perc`` sets one threshold: the ``threshold_perc`` percentile of
-          the instance scores computed with ``outlier_perc`` (so that share of ``X``'s
-          instances scores at most 0).
-        - A per-feature ``threshold_perc`` (one percentage per feature) sets one threshold per
-          feature: feature ``f``'s is the ``threshold_perc[f]`` percentile of its feature scores,
-          so about ``100 − threshold_perc[f]`` % of its steps are flagged whatever
-          ``outlier_perc`` is; ``outlier_perc`` then only shapes the instance scores.
+        As in the reference, the update is *additive*: ``X`` is scored with the current threshold
+        and the chosen percentile of those scores is added to it, so calling it again on the same
+        data leaves the threshold where it is.
 
-        ``threshold`` becomes an array of shape ``(n_features,)``, for 2-D and 3-D input alike.
+        - A scalar ``threshold_perc`` adds one number: with ``outlier_perc=100`` the percentile of
+          all feature scores, otherwise the percentile of the instance scores computed with
+          ``outlier_perc``. A scalar threshold stays a scalar; a per-feature one stays per feature.
+        - A per-feature ``threshold_perc`` (a list or array, one percentage per feature) adds to
+          each feature ``f`` the ``threshold_perc[f]`` percentile of its own feature scores, so
+          about ``100 − threshold_perc[f]`` % of its steps are flagged; ``threshold`` becomes an
+          array of shape ``(n_features,)``. ``outlier_perc`` then only shapes the instance scores.
 
         Examples
         --------
         >>> X = np.sin(np.arange(400) * 0.3)[:, None]
         >>> od = OutlierSeq2Seq(1, 20, latent_dim=8).fit(X, epochs=1, verbose=False, seed=0)
         >>> od.infer_threshold(X, threshold_perc=90)
+        >>> np.ndim(od.threshold)
+        0
+        >>> od.infer_threshold(X, threshold_perc=[90])
         >>> od.threshold.shape
         (1,)
         """
         n_features, _ = self._dims()
-        raw = self._details(X, batch_size)["raw_feature_score"]
+        outlier_perc = check_percentile(outlier_perc, "outlier_perc")
+        current = self._threshold_array() if self.threshold is not None else np.float32(0.0)
+        fscore, iscore = self.score(X, outlier_perc=outlier_perc, batch_size=batch_size)
+        per_feature = fscore.reshape(-1, n_features)
         if np.ndim(threshold_perc) == 0:
             perc = check_percentile(threshold_perc, "threshold_perc")
-            instance = self.instance_score(raw, outlier_perc)
-            value = self.percentile_threshold(instance, perc)
-            self.threshold = np.full(n_features, value, dtype=np.float32)
+            scores = per_feature if outlier_perc == 100.0 else iscore
+            updated = current + np.float32(self.percentile_threshold(scores, perc))
+            self.threshold = float(updated) if updated.ndim == 0 else updated.astype(np.float32)
             return
         percs = np.asarray(threshold_perc, dtype=np.float64).reshape(-1)
         if percs.size != n_features:
@@ -583,11 +603,9 @@ class OutlierSeq2Seq(BaseDetector, ThresholdMixin):
                 f"threshold_perc has {percs.size} values but the detector has {n_features} features: "
                 "give one percentage, or one per feature."
             )
-        check_percentile(outlier_perc, "outlier_perc")
-        per_feature = raw.reshape(-1, n_features)
-        self.threshold = np.array(
-            [self.percentile_threshold(per_feature[:, f], p) for f, p in enumerate(percs)], dtype=np.float32
-        )
+        delta = np.array([self.percentile_threshold(per_feature[:, f], p) for f, p in enumerate(percs)],
+                         dtype=np.float32)
+        self.threshold = (current + delta).astype(np.float32)
 
     def predict(
         self,
@@ -751,7 +769,7 @@ class OutlierSeq2Seq(BaseDetector, ThresholdMixin):
         detector = cls(
             n_features=int(config["n_features"]),
             seq_len=int(config["seq_len"]),
-            threshold=None if threshold is None else np.asarray(threshold, dtype=np.float32),
+            threshold=0.0 if threshold is None else np.asarray(threshold, dtype=np.float32),
             latent_dim=config["latent_dim"],
             output_activation=config["output_activation"],
             beta=float(config["beta"]),

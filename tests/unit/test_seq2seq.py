@@ -167,12 +167,44 @@ def test_per_feature_thresholds_hold_on_new_data(detector):
 
 @pytest.mark.parametrize("outlier_perc", [100, 25])
 @pytest.mark.parametrize("ndim", [2, 3])
-def test_scalar_percentile_sets_instance_level_threshold(detector, series, outlier_perc, ndim):
+def test_scalar_percentile_keeps_a_scalar_threshold(detector, series, outlier_perc, ndim):
     X = series if ndim == 2 else series[:600].reshape(60, SEQ_LEN, 2)
+    detector.threshold = 0.0
     detector.infer_threshold(X, outlier_perc=outlier_perc, threshold_perc=80)
-    assert detector.threshold.shape == (2,)
-    _, iscore = detector.score(X, outlier_perc=outlier_perc)
-    assert abs((iscore > 0).mean() - 0.20) <= 0.02
+    assert np.ndim(detector.threshold) == 0 and isinstance(detector.threshold, float)
+    fscore, iscore = detector.score(X, outlier_perc=outlier_perc)
+    # With outlier_perc=100 the reference takes the percentile of all feature scores; otherwise of instance scores.
+    flagged = (fscore > 0).mean() if outlier_perc == 100 else (iscore > 0).mean()
+    assert abs(flagged - 0.20) <= 0.02
+
+
+def test_infer_threshold_adds_to_the_current_threshold(detector, series):
+    detector.threshold = 0.0
+    detector.infer_threshold(series, threshold_perc=90)
+    first = detector.threshold
+    detector.infer_threshold(series, threshold_perc=90)  # the same data again: its 90th percentile is now 0
+    assert detector.threshold == pytest.approx(first, abs=1e-5)
+    detector.threshold = 1.5
+    raw, _ = detector.score(series)
+    raw = raw + 1.5
+    detector.infer_threshold(series, threshold_perc=90)
+    assert detector.threshold == pytest.approx(1.5 + float(np.percentile(raw - 1.5, 90)), abs=1e-4)
+
+
+def test_scalar_percentile_on_a_per_feature_threshold_stays_per_feature(detector, series):
+    detector.threshold = np.array([0.5, 0.7], dtype=np.float32)
+    fscore, _ = detector.score(series)
+    shift = np.percentile(fscore, 75)
+    detector.infer_threshold(series, threshold_perc=75)
+    np.testing.assert_allclose(detector.threshold, [0.5 + shift, 0.7 + shift], rtol=1e-5)
+
+
+def test_per_feature_percentiles_from_a_scalar_threshold_become_per_feature(detector, series):
+    detector.threshold = 0.25
+    fscore, _ = detector.score(series)
+    detector.infer_threshold(series, threshold_perc=[90, 70])
+    expected = 0.25 + np.array([np.percentile(fscore[:, 0], 90), np.percentile(fscore[:, 1], 70)])
+    np.testing.assert_allclose(detector.threshold, expected, rtol=1e-5)
 
 
 def test_per_feature_percentiles_must_match_the_features(detector, series):
@@ -225,13 +257,37 @@ def test_predict_before_fit_raises_not_fitted(series):
         detector.predict(series)
 
 
-def test_predict_before_threshold_raises_not_fitted(fitted, series):
+def test_predict_with_threshold_set_to_none_raises_not_fitted(fitted, series):
     saved, fitted.threshold = fitted.threshold, None
     try:
         with pytest.raises(NotFittedError, match="infer_threshold"):
             fitted.predict(series)
     finally:
         fitted.threshold = saved
+
+
+def test_no_threshold_means_zero_with_a_warning(caplog):
+    with caplog.at_level("WARNING", logger="engine.od.seq2seq"):
+        detector = OutlierSeq2Seq(n_features=2, seq_len=SEQ_LEN)
+    assert detector.threshold == 0.0
+    assert "defaults to 0.0" in caplog.text
+
+
+@pytest.mark.parametrize("outlier_type", ["instance", "feature"])
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_score_and_predict_work_right_after_fit(series, outlier_type, ndim):
+    detector = fit_detector(series, epochs=1)
+    X = series if ndim == 2 else series[:600].reshape(60, SEQ_LEN, 2)
+    fscore, iscore = detector.score(X)
+    assert fscore.shape == X.shape and iscore.shape == (len(X),)
+    details = detector.score_details(X)
+    # With the default threshold 0 the learned estimate is the threshold: score = (x - x_hat)^2 - estimate.
+    np.testing.assert_allclose(fscore, details["squared_error"] - details["threshold_estimate"], rtol=1e-5, atol=1e-6)
+    preds = detector.predict(X, outlier_type=outlier_type)
+    expected_shape = X.shape if outlier_type == "feature" else (len(X),)
+    assert preds["data"]["is_outlier"].shape == expected_shape
+    score = fscore if outlier_type == "feature" else iscore
+    np.testing.assert_array_equal(preds["data"]["is_outlier"], (score > 0).astype(int))
 
 
 def test_wrong_feature_count_is_a_data_error(detector, series):
