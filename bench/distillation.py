@@ -175,12 +175,14 @@ def run_dataset(key: str, seed: int, config_names: list[str]) -> dict:
         fit_seconds = time.perf_counter() - start
         ad.infer_threshold(d["X_va"], threshold_perc=FPR_TARGET_PERC)
         s_clean, pt_clean, ps_clean = ad.score(d["X_te"], return_predictions=True)
+        pt_clean = scaled(pt_clean, 1.0 / temperature)  # score() returns the tempered teacher; undo it
         row = {"fit_seconds": fit_seconds, "seconds_per_epoch": fit_seconds / epochs, "epochs": epochs,
                "student_params": int(ad.distilled_model_.count_params()),
                "agreement_clean": float(np.mean(pt_clean.argmax(1) == ps_clean.argmax(1))),
                "fpr_clean": float(np.mean(s_clean > ad.threshold)), "attacks": {}}
         for name, X_adv in attacks.items():
             s_adv, pt_adv, ps_adv = ad.score(X_adv, return_predictions=True)
+            pt_adv = scaled(pt_adv, 1.0 / temperature)
             h = harmful[name]
             x_clean, x_adv = xent_score(pt_clean, ps_clean, temperature), xent_score(pt_adv, ps_adv, temperature)
             entry = {"auc_all": auc(s_clean, s_adv), "auc_harmful": auc(s_clean, s_adv[h]),

@@ -398,7 +398,8 @@ class ModelDistillation(BaseDetector, ThresholdMixin):
         def score_batch(x):
             t_log_p = log_probabilities(teacher(x, training=False), t_kind)
             s_log_q = log_probabilities(student(x, training=False), s_kind)
-            score = distillation_divergence(scale_log_probabilities(t_log_p, temperature), s_log_q, loss_type)
+            t_log_p = scale_log_probabilities(t_log_p, temperature)
+            score = distillation_divergence(t_log_p, s_log_q, loss_type)
             return score, tf.exp(t_log_p), tf.exp(s_log_q)
 
         self._score_fn = (key, score_batch)
@@ -421,7 +422,8 @@ class ModelDistillation(BaseDetector, ThresholdMixin):
         -------
         numpy.ndarray or (numpy.ndarray, numpy.ndarray, numpy.ndarray)
             Scores ``(n,)``; with ``return_predictions``, ``(scores, teacher_probs, student_probs)`` where
-            the probabilities are ``(n, n_classes_)`` (the teacher's before temperature scaling).
+            the probabilities are ``(n, n_classes_)``. As in the reference, the teacher's are the tempered ones
+            the score is computed from, ``softmax(log p / temperature)`` (the same classes rank first).
 
         Examples
         --------

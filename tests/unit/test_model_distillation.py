@@ -216,6 +216,18 @@ def test_return_predictions_gives_the_score_and_both_models_probabilities(fitted
     np.testing.assert_allclose(scores, kl, rtol=1e-3, atol=1e-6)
 
 
+def test_return_predictions_gives_the_tempered_teacher(teacher, data):
+    (X, _), (X_test, _) = data
+    ad = ModelDistillation(model=teacher, distilled_model=small_student(), temperature=3.0)
+    ad.fit(X, epochs=1, batch_size=60, verbose=False, seed=0)
+    scores, p_teacher, p_student = ad.score(X_test, return_predictions=True)
+    tempered = softmax_rows(np.log(np.asarray(teacher(X_test), dtype=np.float64)) / 3.0)
+    np.testing.assert_allclose(p_teacher, tempered, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(p_teacher.sum(axis=1), 1.0, rtol=1e-5)
+    kl = np.sum(p_teacher * (np.log(p_teacher) - np.log(p_student)), axis=1)
+    np.testing.assert_allclose(scores, kl, rtol=1e-3, atol=1e-6)
+
+
 def test_score_is_the_same_in_any_batch_size(fitted, data):
     _, (X_test, _) = data
     np.testing.assert_allclose(fitted.score(X_test, batch_size=7), fitted.score(X_test), rtol=1e-5, atol=1e-8)
@@ -241,8 +253,7 @@ def test_kld_and_xent_train_the_same_student_and_differ_only_in_the_score(teache
         fitted[loss_type] = ad
     for a, b in zip(fitted["kld"].distilled_model_.get_weights(), fitted["xent"].distilled_model_.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-    kld, p_teacher, _ = fitted["kld"].score(X_test, return_predictions=True)
-    target = softmax_rows(np.log(p_teacher) / 2.0)
+    kld, target, _ = fitted["kld"].score(X_test, return_predictions=True)  # the tempered teacher
     np.testing.assert_allclose(fitted["xent"].score(X_test), kld - np.sum(target * np.log(target), axis=1),
                                rtol=1e-3, atol=1e-5)
 
@@ -278,7 +289,7 @@ def test_temperature_scales_the_teacher_as_softmax_of_log_p_over_T(data, tempera
     ad.fit(X, optimizer=keras.optimizers.SGD(learning_rate=0.0), epochs=1, verbose=False, preprocess_fn=lambda x: x)
     assert ad.history_.loss[0] < 1e-5
     scores, p_teacher, p_student = ad.score(X_test, return_predictions=True)
-    np.testing.assert_allclose(p_student, softmax_rows(np.log(p_teacher) / temperature), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(p_student, p_teacher, rtol=1e-4, atol=1e-6)  # p_teacher is already tempered
     # The score compares the student with the same scaled teacher it was trained on, so a student that
     # matches its targets exactly scores ~0 at every temperature.
     assert np.abs(scores).max() < 1e-4
@@ -290,7 +301,8 @@ def test_the_score_uses_the_scaled_teacher_at_any_temperature(teacher, data):
         ad = ModelDistillation(model=teacher, distilled_model=small_student(), temperature=temperature)
         ad.fit(X, epochs=2, batch_size=32, verbose=False, seed=0)
         scores, p_teacher, p_student = ad.score(X_test, return_predictions=True)
-        target = softmax_rows(np.log(p_teacher) / temperature)
+        target = softmax_rows(np.log(np.asarray(teacher(X_test), dtype=np.float64)) / temperature)
+        np.testing.assert_allclose(p_teacher, target, rtol=1e-4, atol=1e-6)
         manual = np.sum(target * (np.log(target) - np.log(p_student)), axis=1)
         np.testing.assert_allclose(scores, manual, rtol=1e-3, atol=1e-6)
 
