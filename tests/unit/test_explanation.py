@@ -95,6 +95,50 @@ def test_to_json_is_strict_json():
     json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
 
 
+def test_to_json_writes_plain_lists_and_numbers_as_the_reference_does():
+    exp = Explanation(
+        meta={"name": "CEM", "params": {"kappa": np.float32(0.5), "c_steps": np.int64(10)}},
+        data={"PN": np.array([[0.25, 1.0, np.nan]], dtype=np.float32), "PN_pred": np.int64(2),
+              "grid": np.arange(6, dtype=np.uint8).reshape(2, 3), "names": np.array(["a", "b"]),
+              "categorical_names": {0: ["x", "y"]}, "complex": np.array([1 + 2j])},
+    )
+    payload = json.loads(exp.to_json())
+    assert payload["data"]["PN"] == [[0.25, 1.0, None]]
+    assert payload["data"]["PN_pred"] == 2 and payload["data"]["grid"] == [[0, 1, 2], [3, 4, 5]]
+    assert payload["data"]["names"] == ["a", "b"] and payload["data"]["categorical_names"] == {"0": ["x", "y"]}
+    assert payload["data"]["complex"] == [[1.0, 2.0]]
+    assert payload["meta"] == {"name": "CEM", "params": {"kappa": 0.5, "c_steps": 10}}
+    back = Explanation.from_json(exp.to_json())
+    assert back.PN.dtype == np.float32 and np.isnan(back.PN[0, 2]) and back.categorical_names == {0: ["x", "y"]}
+
+
+def test_explanations_written_by_earlier_versions_still_load():
+    legacy = ('{"meta": {"name": "CEM"}, "data": {"PN": {"__ndarray__": "b64", "dtype": "<f4", "shape": [2], '
+              '"data": "AACAPwAAAEA="}, "keys": {"__ndarray__": "dict", "items": [[0, "a"]]}}}')
+    exp = Explanation.from_json(legacy)
+    assert exp.PN.dtype == np.float32 and exp.PN.tolist() == [1.0, 2.0] and exp.keys == {0: "a"}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"meta": {}, "data": {"x": [1, 2, 3]}, "types": {"/data/x": {"dtype": "<f4", "shape": [2]}}}',
+         "not a Lantern explanation JSON"),
+        ('{"meta": {}, "data": {"x": [1]}, "types": {"/data/x": {"dtype": "|O", "shape": [1]}}}',
+         "unsupported array dtype object"),
+        ('{"meta": {}, "data": {"x": [1]}, "types": {"/data/x": {"dtype": "V8", "shape": [1]}}}',
+         "unsupported array dtype"),
+        ('{"meta": {}, "data": {"x": null}, "types": {"/data/x": {"float": "huge"}}}', "bad float"),
+        ('{"meta": {}, "data": {"x": {"a": 1}}, "types": {"/data/x": {"keys": [1, 2]}}}', "do not match"),
+        ('{"meta": {}, "data": {}, "types": [1]}', "not an object"),
+    ],
+    ids=["shape", "object-dtype", "void-dtype", "bad-float", "keys", "types-not-object"],
+)
+def test_corrupt_plain_json_is_an_archive_error(text, message):
+    with pytest.raises(ArchiveError, match=message):
+        Explanation.from_json(text)
+
+
 def test_attribute_and_item_access_to_data_keys():
     exp = Explanation(meta={"name": "CEM"}, data={"PN": np.zeros((1, 4)), "PN_pred": 2})
     assert exp.PN.shape == (1, 4) and exp["PN_pred"] == 2
