@@ -17,9 +17,16 @@ explained, an ``(n_rows, n_predicates)`` boolean matrix ``satisfied_``: which tr
 satisfies which predicate. Every question the search asks (which rows satisfy an anchor, its
 coverage, which earlier draws can be reused for a longer anchor) is a boolean index into it.
 
-Two ways of drawing ``z`` given ``A`` (``sampling``):
+Three ways of drawing ``z`` given ``A`` (``sampling``):
 
-``'rows'`` (default)
+``'auto'`` (default)
+    Real rows first, then perturbed ones: ``z`` is drawn as in ``'rows'`` while the anchor has
+    training rows not drawn yet, and as in ``'perturb'`` once all of them have been drawn. An
+    anchor held by many rows is judged on real rows only (honest precision, cached predictions);
+    one held by few rows, which ``'rows'`` could never certify, gets as many samples as the
+    bandit asks for, as in the reference. Its estimate then mixes its real rows with perturbed
+    ones, so it must hold on both.
+``'rows'``
     ``z`` is a training row that satisfies ``A``, drawn uniformly without replacement: the
     empirical conditional distribution, so the estimated precision is the precision on real rows.
     Each :class:`Arm` keeps the rows of its anchor in one random order and draws a prefix of it;
@@ -49,7 +56,7 @@ MISSING = -1
 #: Code of a categorical value never seen in the training data.
 UNSEEN = -2
 
-SAMPLING_MODES = ("rows", "perturb")
+SAMPLING_MODES = ("auto", "rows", "perturb")
 
 
 def labels_from_output(output, n_rows: int) -> np.ndarray:
@@ -186,7 +193,8 @@ class Arm:
     """A candidate anchor and what has been learned about it by sampling.
 
     ``rows`` holds the training rows that satisfy the anchor in a uniformly random order; in
-    ``'rows'`` sampling the first ``n`` of them are the rows drawn so far.
+    ``'rows'`` and ``'auto'`` sampling the first ``n_rows`` of them are the rows drawn so far
+    (``n`` counts every sample: rows and, in ``'auto'``, perturbed samples after them).
     """
 
     predicates: tuple[int, ...]  # predicate ids, sorted
@@ -197,6 +205,7 @@ class Arm:
     finite: bool
     n: int = 0
     n_agree: int = 0
+    n_rows: int = 0
     examples_true: list = field(default_factory=list)
     examples_false: list = field(default_factory=list)
     # 'perturb' sampling: samples already predicted but not yet used, in draw order.
@@ -219,7 +228,7 @@ class Arm:
     @property
     def exhausted(self) -> bool:
         """True once every training row of the anchor has been drawn (``'rows'`` sampling)."""
-        return self.finite and self.n >= self.support
+        return self.finite and self.n_rows >= self.support
 
 
 class TabularSampler:
@@ -246,7 +255,7 @@ class TabularSampler:
         Categorical column id -> display name of each code in ``feature_values``.
     input_columns : dict, optional
         Ordinal column id -> the predictor-input columns it occupies; identity by default.
-    sampling : {'rows', 'perturb'}
+    sampling : {'auto', 'rows', 'perturb'}
         How samples are drawn (see the module docstring).
     dtype : numpy dtype
         Dtype of the arrays passed to ``predictor``.
@@ -276,7 +285,7 @@ class TabularSampler:
         *,
         category_labels: dict | None = None,
         input_columns: dict | None = None,
-        sampling: str = "rows",
+        sampling: str = "auto",
         dtype=np.float32,
     ):
         if sampling not in SAMPLING_MODES:
@@ -439,8 +448,8 @@ class TabularSampler:
             parent=arm,
             finite=arm.finite,
         )
-        if self.sampling == "rows" and arm.n:
-            n_reused = int(np.count_nonzero(keep[: arm.n]))
+        if self.sampling != "perturb" and arm.n_rows:
+            n_reused = int(np.count_nonzero(keep[: arm.n_rows]))
             if n_reused:
                 drawn = child.rows[:n_reused]
                 self._record(child, drawn, self._labels[drawn] == self.instance_label)
@@ -454,39 +463,49 @@ class TabularSampler:
         Samples are used in the order they were drawn, so every estimate is as if each batch
         had been drawn only when needed.
         """
-        if self.sampling == "rows":
-            segments, ahead = [], []
-            for arm, k in requests:
-                stop = min(arm.n + k, arm.support)
-                segments.append(arm.rows[arm.n : stop])
-                ahead.append(arm.rows[stop : stop + lookahead])
-            if not segments:
-                return
+        if self.sampling == "perturb":
+            self._sample_perturbed(list(requests), lookahead)
+            return
+        segments, ahead, perturbed = [], [], []
+        for arm, k in requests:
+            stop = min(arm.n_rows + k, arm.support)
+            segments.append(arm.rows[arm.n_rows : stop])
+            ahead.append(arm.rows[stop : stop + lookahead])
+            short = k - (stop - arm.n_rows)
+            if short > 0 and self.sampling == "auto":
+                perturbed.append((arm, short))
+        if segments:
             self._ensure_labels(np.concatenate(segments), np.concatenate(ahead))
             for (arm, _), rows in zip(requests, segments):
                 self._record(arm, rows, self._labels[rows] == self.instance_label)
-        else:
-            short = [(arm, k - (0 if arm.buffer is None else len(arm.buffer))) for arm, k in requests]
-            short = [(arm, m + lookahead) for arm, m in short if m > 0]
-            if short:
-                batches = [self._perturb(arm, m) for arm, m in short]
-                labels = self._predict(np.concatenate(batches)) == self.instance_label
-                start = 0
-                for (arm, _), batch in zip(short, batches):
-                    agree = labels[start : start + len(batch)]
-                    start += len(batch)
-                    if arm.buffer is None:
-                        arm.buffer, arm.buffer_agree = batch, agree
-                    else:
-                        arm.buffer = np.concatenate([arm.buffer, batch])
-                        arm.buffer_agree = np.concatenate([arm.buffer_agree, agree])
-            for arm, k in requests:
-                self._record(arm, None, arm.buffer_agree[:k], arm.buffer[:k])
-                arm.buffer, arm.buffer_agree = arm.buffer[k:], arm.buffer_agree[k:]
+        if perturbed:
+            self._sample_perturbed(perturbed, lookahead)
+
+    def _sample_perturbed(self, requests: list[tuple[Arm, int]], lookahead: int) -> None:
+        """Draw ``k`` perturbed samples for each ``(arm, k)``, predicting ``lookahead`` more of each ahead."""
+        short = [(arm, k - (0 if arm.buffer is None else len(arm.buffer))) for arm, k in requests]
+        short = [(arm, m + lookahead) for arm, m in short if m > 0]
+        if short:
+            batches = [self._perturb(arm, m) for arm, m in short]
+            labels = self._predict(np.concatenate(batches)) == self.instance_label
+            start = 0
+            for (arm, _), batch in zip(short, batches):
+                agree = labels[start : start + len(batch)]
+                start += len(batch)
+                if arm.buffer is None:
+                    arm.buffer, arm.buffer_agree = batch, agree
+                else:
+                    arm.buffer = np.concatenate([arm.buffer, batch])
+                    arm.buffer_agree = np.concatenate([arm.buffer_agree, agree])
+        for arm, k in requests:
+            self._record(arm, None, arm.buffer_agree[:k], arm.buffer[:k])
+            arm.buffer, arm.buffer_agree = arm.buffer[k:], arm.buffer_agree[k:]
 
     def _record(self, arm: Arm, rows, agree: np.ndarray, samples: np.ndarray | None = None) -> None:
         n = int(agree.size)
         arm.n += n
+        if samples is None:
+            arm.n_rows += n
         arm.n_agree += int(np.count_nonzero(agree))
         self.n_samples += n
         for store, mask in ((arm.examples_true, agree), (arm.examples_false, ~agree)):
@@ -569,7 +588,7 @@ class TabularSampler:
         if rows.size == 0:
             raise ValueError(f"no training row satisfies the anchor {anchor}.")
         arm = Arm(tuple(anchor), tuple(anchor), rows, np.ones(0, dtype=bool), None, finite=False)
-        if self.sampling == "rows":
+        if self.sampling == "rows" or (self.sampling == "auto" and rows.size >= num_samples):
             drawn = rows[self.rng.integers(rows.size, size=num_samples)]
             samples, d_samples = self.inputs_[drawn], self.satisfied_[drawn]
         else:

@@ -244,7 +244,7 @@ class AnchorSearch:
     def run(self) -> SearchResult:
         s = self.settings
         root = self.sampler.root()
-        sampler_rows = self.sampler.sampling == "rows"
+        sampler_rows = self.sampler.sampling != "perturb"  # predictions of training rows are shared
         # The first call predicts a long prefix of the root's random order: the first draws of
         # every one-predicate anchor come from it (predictor calls cost far more than rows).
         self._check_cancel()

@@ -88,10 +88,13 @@ class AnchorTabular:
     seed : int, optional
         Seed of the ``numpy.random.Generator`` used for every explanation: with a seed, the
         same row always gets the same explanation.
-    sampling : {'rows', 'perturb'}, keyword-only
-        How rows satisfying an anchor are drawn: ``'rows'`` draws real training rows (precision
-        on real data, predictions cached per training row), ``'perturb'`` takes the anchor's
-        features from such a row and the rest from another training row, as the reference does.
+    sampling : {'auto', 'rows', 'perturb'}, keyword-only
+        How rows satisfying an anchor are drawn. ``'auto'`` (default) draws the anchor's real
+        training rows first (predictions cached per training row) and, once all of them are
+        drawn, perturbed rows as the reference does, so an anchor held by few training rows can
+        still be certified. ``'rows'`` draws real training rows only (an anchor with too few of
+        them cannot reach the confidence bound); ``'perturb'`` always takes the anchor's features
+        from a row that satisfies it and the rest from another training row, as the reference does.
 
     Raises
     ------
@@ -119,7 +122,7 @@ class AnchorTabular:
         ohe: bool = False,
         seed: int | None = None,
         *,
-        sampling: str = "rows",
+        sampling: str = "auto",
     ):
         if isinstance(feature_names, str) or not isinstance(feature_names, Sequence) or not feature_names:
             raise ValueError("feature_names must be a non-empty list of strings, one per feature.")

@@ -204,7 +204,7 @@ def test_same_seed_gives_the_same_explanation_and_rows_do_not_influence_each_oth
 
 def test_training_row_predictions_are_cached_until_the_predictor_is_reset(iris):
     X_tr, X_te, model = iris
-    explainer = AnchorTabular(model.predict_proba, IRIS_FEATURES, seed=0).fit(X_tr)
+    explainer = AnchorTabular(model.predict_proba, IRIS_FEATURES, seed=0, sampling="rows").fit(X_tr)
     cold = explainer.explain(X_te[2])
     warm = explainer.explain(X_te[2])
     assert cold.raw["search"]["n_predicted_rows"] > 0
@@ -495,3 +495,56 @@ def test_sampler_codes_unseen_and_missing_values():
     sampler.deferred_init(X, X)
     codes = sampler.encode(np.array([[np.nan, 5.0], [0.5, np.nan]]))
     np.testing.assert_array_equal(codes, [[-1, -2], [0, -1]])
+
+
+# ---------------------------------------------------------------- small training sets (as the reference)
+
+@pytest.fixture(scope="module", params=["iris", "wine"])
+def small_training_set(request):
+    """75 iris / 89 wine training rows (a stratified half) and a random forest of 50 trees."""
+    from sklearn.datasets import load_wine
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.model_selection import train_test_split
+
+    if request.param == "iris":
+        df = load_dataset("iris")
+        X, y, names = df[IRIS_FEATURES].to_numpy(dtype=np.float64), df["species"].astype("category").cat.codes, IRIS_FEATURES
+    else:
+        wine = load_wine()
+        X, y, names = wine.data, wine.target, list(wine.feature_names)
+    X_tr, X_te, y_tr, _ = train_test_split(X, np.asarray(y), test_size=0.5, stratify=y, random_state=0)
+    model = RandomForestClassifier(n_estimators=50, random_state=0).fit(X_tr, y_tr)
+    return X_tr, X_te, model, names
+
+
+def test_precise_anchors_are_certified_on_a_small_training_set(small_training_set):
+    X_tr, X_te, model, names = small_training_set
+    explainer = AnchorTabular(model.predict_proba, names, seed=0).fit(X_tr, disc_perc=(25, 50, 75))
+    rows = X_te[np.linspace(0, len(X_te) - 1, 8).astype(int)]
+    explanations = explainer.explain(rows, threshold=0.95)
+    found = [e for e in explanations if e.raw["success"]]
+    assert len(found) >= 6, [(e.anchor, e.precision) for e in explanations]
+    for e in found:
+        assert e.precision >= 0.95
+        # Coverage stays the share of training rows that satisfy the anchor.
+        assert e.coverage == pytest.approx(explainer.anchor_precision_on(X_tr, [e])[0]["coverage"], abs=1e-9)
+    held = explainer.anchor_precision_on(X_te, found, predictions=model.predict_proba(X_te))
+    assert np.nanmean([h["precision"] for h in held]) >= 0.85
+
+
+def test_rows_sampling_alone_cannot_certify_anchors_with_few_rows(small_training_set):
+    X_tr, X_te, model, names = small_training_set
+    explainer = AnchorTabular(model.predict_proba, names, seed=0, sampling="rows").fit(X_tr)
+    explanations = explainer.explain(X_te[:4], threshold=0.95)
+    auto = AnchorTabular(model.predict_proba, names, seed=0).fit(X_tr).explain(X_te[:4], threshold=0.95)
+    assert sum(e.raw["success"] for e in auto) > sum(e.raw["success"] for e in explanations)
+
+
+def test_auto_sampling_judges_an_anchor_with_many_rows_on_real_rows_only(adult):
+    X, names, cats = adult
+    predict = adult_rule(cats[2].index("Married-civ-spouse"))
+    explainer = AnchorTabular(predict, names, cats, seed=0).fit(X)
+    exp = explainer.explain(X[np.flatnonzero(predict(X)[:, 1] == 1)[0]], threshold=0.95)
+    # Every sample of this anchor was a real training row: the rows satisfying it outnumber the samples drawn.
+    assert exp.raw["success"] and exp.precision == 1.0
+    assert exp.raw["search"]["n_predicted_rows"] <= len(X) + 1
