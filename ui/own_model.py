@@ -213,9 +213,11 @@ def model_uploader(key: str) -> OwnModel | None:
 
     trusted, max_mb = SETTINGS.trusted_mode, SETTINGS.max_model_mb
     kinds = "ONNX (.onnx), Keras (.keras) or scikit-learn (.skops)" if trusted else "ONNX (.onnx)"
-    upload = st.file_uploader(f"Model file: {kinds}, at most {max_mb} MB", type=accepted_extensions(trusted),
-                              key=key, help="It must take the feature columns as numbers and return class "
-                                            "probabilities; see the README for one-line exports.")
+    # Any file name is taken, so that a Keras or skops file on the demo gets the reason it is refused (a browser
+    # filter would only say the type is not allowed); the extension is checked in :func:`kind_of`.
+    upload = st.file_uploader(f"Model file: {kinds}, at most {max_mb} MB", key=key,
+                              help="It must take the feature columns as numbers and return class probabilities; "
+                                   "see the README for one-line exports.")
     if not trusted:
         st.caption("This shared server loads ONNX models only: an ONNX file is a graph of standard operators, so no "
                    "code from the file runs. Keras and scikit-learn files can run code when loaded; they are "

@@ -40,3 +40,60 @@ def test_anchors_explains_an_uploaded_onnx_forest_and_shows_its_accuracy():
     assert any(m.value.startswith("**IF**") for m in at.markdown) or any("No condition is needed" in i.value
                                                                          for i in at.info)
     assert float(metric_value(at, "Precision")) == pytest.approx(exp.precision, abs=1e-3)
+
+
+def _cem_explain(at, max_iterations: int = 300):
+    at.button(key="cem:train").click().run()
+    run_until_job_done(at, "cem-model")
+    no_exceptions(at)
+    job = at.session_state["job::cem-model"]
+    assert job.state == "done", job.error
+    at.multiselect(key="cem:modes").set_value(["PN"])
+    at.number_input(key="cem:max_iterations").set_value(max_iterations)
+    at.number_input(key="cem:c_steps").set_value(3)
+    at.button(key="cem:explain").click().run()
+    run_until_job_done(at, "cem-explain")
+    no_exceptions(at)
+    job = at.session_state["job::cem-explain"]
+    assert job.state == "done", job.error
+    return job.result
+
+
+def test_cem_with_an_uploaded_onnx_model_runs_black_box_and_finds_a_pertinent_negative():
+    at = page("cem")
+    at.run()
+    _use_own(at, "cem", "iris_logistic.onnx", own_models.iris_logistic_onnx())
+    assert any("iris_logistic.onnx: ONNX classifier" in s.value for s in at.success)
+    run = _cem_explain(at)
+    assert float(metric_value(at, "Test accuracy")) > 0.8  # the species names match the label's values
+    assert any("Black-box mode" in i.value for i in at.info)
+    assert not any("White-box mode" in i.value for i in at.info)
+    exp = run.explanations["PN"]
+    assert exp.meta["params"]["gradients"] == "numerical"
+    assert bool(exp.found[0]), "a PN exists for iris within the features' ranges"
+    assert metric_value(at, "PN predicted as") in ("setosa", "versicolor", "virginica")
+    assert metric_value(at, "PN predicted as") != metric_value(at, "Original predicted as")
+
+
+def test_cem_with_a_keras_model_in_trusted_mode_runs_white_box(trusted):
+    at = page("cem")
+    at.run()
+    _use_own(at, "cem", "iris.keras", own_models.iris_keras())
+    assert any("iris.keras: Keras classifier, white-box" in s.value for s in at.success)
+    run = _cem_explain(at)
+    assert any("White-box mode" in i.value for i in at.info)
+    assert not any("Black-box mode" in i.value for i in at.info)
+    # Its classes are 0, 1, 2 (a Keras model stores no names): no accuracy against the species names, and a note.
+    assert metric_value(at, "Test accuracy") == "—"
+    assert any("are not values of the label column" in w.value for w in at.warning)
+    assert run.explanations["PN"].meta["params"]["gradients"] == "autodiff"
+    assert bool(run.explanations["PN"].found[0])
+
+
+def test_a_keras_file_is_refused_on_the_shared_demo():
+    at = page("cem")
+    at.run()
+    _use_own(at, "cem", "iris.keras", own_models.iris_keras())
+    assert any("iris.keras** was not loaded" in e.value and "ONNX models only" in e.value for e in at.error)
+    assert not at.success
+    assert at.button(key="cem:train").disabled
