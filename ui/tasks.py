@@ -328,6 +328,7 @@ def adversarial_distil(job, params: dict, arrays: dict) -> tuple[dict, dict]:
     values = {"history": asdict(history), "agreement": agreement}
     if own:
         values["student"] = {"spec": describe_sequential(detector.distilled_model_), "n_classes": detector.n_classes_,
+                             "loss_type": detector.loss_type,
                              "teacher_output": detector.teacher_output_, "student_output": detector.student_output_}
         return values, {"scores": scores, **model_weights("student", detector.distilled_model_)}
     return values, {"scores": scores, "archive": archive_array(detector)}

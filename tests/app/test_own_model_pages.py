@@ -97,3 +97,65 @@ def test_a_keras_file_is_refused_on_the_shared_demo():
     assert any("iris.keras** was not loaded" in e.value and "ONNX models only" in e.value for e in at.error)
     assert not at.success
     assert at.button(key="cem:train").disabled
+
+
+def _adversarial_with(at, name: str, data: bytes):
+    _use_own(at, "adv", name, data)
+    at.button(key="adv:train").click().run()
+    run_until_job_done(at, "adv-classifier")
+    no_exceptions(at)
+    assert at.session_state["job::adv-classifier"].state == "done", at.session_state["job::adv-classifier"].error
+    at.number_input(key="adv:distil:epochs").set_value(3)
+    at.button(key="adv:distil").click().run()
+    run_until_job_done(at, "adv-distil")
+    no_exceptions(at)
+    job = at.session_state["job::adv-distil"]
+    assert job.state == "done", job.error
+    return job.result
+
+
+def test_adversarial_detection_distils_from_an_onnx_teacher_and_runs_a_transfer_attack():
+    at = page("adversarial")
+    at.run()
+    det_run = _adversarial_with(at, "digits_logistic.onnx", own_models.digits_logistic_onnx())
+    assert float(metric_value(at, "Test accuracy")) > 0.9  # the model's, on digits' label column
+    assert det_run.model is None and det_run.student is not None  # no archive: the teacher is not Lantern's
+    assert float(metric_value(at, "Agreement on held-out clean rows").rstrip("%")) > 50
+    assert any("Transfer attack" in i.value for i in at.info)
+
+    at.radio(key="adv:method").set_value("pgd")
+    at.slider(key="adv:epsilon").set_value(0.3)
+    at.number_input(key="adv:steps").set_value(10)
+    at.number_input(key="adv:rows").set_value(200)
+    at.button(key="adv:attack").click().run()
+    run_until_job_done(at, "adv-attack")
+    no_exceptions(at)
+    job = at.session_state["job::adv-attack"]
+    assert job.state == "done", job.error
+    run = job.result
+    assert "transfer attack" in run.description
+    assert any("made against the distilled model (transfer attack)" in c.value for c in at.caption)
+    # The attacked rows were scored by the uploaded model: its accuracy on the clean rows is the one step 1 showed.
+    assert float(metric_value(at, "Classifier accuracy, clean")) > 0.9
+    assert 0 <= run.result.harmful_rate <= 1 and len(run.scores_adv) == 200
+    assert not [b for b in at.get("download_button") if b.proto.label == "Detector archive"]
+    assert any("No detector archive for an uploaded model" in c.value for c in at.caption)
+
+
+def test_a_garbage_model_file_gets_a_clear_error_and_the_page_keeps_working():
+    at = page("anchors")
+    at.run()
+    _use_own(at, "anchors", "model.onnx", b"this is not an onnx graph")
+    assert any("model.onnx** was not loaded" in e.value for e in at.error), [e.value for e in at.error]
+    assert not at.success and at.button(key="anchors:train").disabled
+    # A good file then loads, and the bad one's name is gone.
+    at.file_uploader(key="anchors:own_model").upload("forest.onnx", own_models.adult_forest_onnx(),
+                                                     "application/octet-stream").run()
+    no_exceptions(at)
+    assert not at.error
+    assert any(s.value.startswith("forest.onnx: ONNX classifier") for s in at.success)
+    assert not at.button(key="anchors:train").disabled
+    # Back to training here: the page works as before.
+    at.radio(key="anchors:source").set_value("train").run()
+    no_exceptions(at)
+    assert at.button(key="anchors:train").label == "Train classifier"
