@@ -109,6 +109,7 @@ class ClassifierRun:
     train_accuracy: float
     test_accuracy: float
     own: own_model.OwnModel | None = None  # an uploaded model, used instead of one trained here
+    class_map: own_model.ClassMap | None = None
 
     @property
     def transfer_attack(self) -> bool:
@@ -161,7 +162,7 @@ def train_classifier_job(data: Prepared, network: str, controls) -> None:
         training.forget(ATTACK_JOB)
 
 
-def for_own_model(data: Prepared, model: own_model.OwnModel) -> Prepared:
+def for_own_model(data: Prepared, model: own_model.OwnModel) -> tuple[Prepared, own_model.ClassMap]:
     """The prepared data with the model's classes (``class_names`` its outputs, labels its columns).
 
     Accuracies and harmfulness need every label value to be a class of the model: a clear error otherwise.
@@ -171,13 +172,13 @@ def for_own_model(data: Prepared, model: own_model.OwnModel) -> Prepared:
     if class_map.unmatched:
         raise ModelError(f"{class_map.message()} Adversarial detection measures the model against the label: "
                          "choose the label column the model was trained to predict.")
-    data.class_names = model.class_names
+    data.class_names = class_map.shown_names
     data.y_fit = class_map.labels_for_model(data.y_fit)
     data.y_test = class_map.labels_for_model(data.y_test)
-    return data
+    return data, class_map
 
 
-def use_own_model_job(data: Prepared, model: own_model.OwnModel) -> None:
+def use_own_model_job(data: Prepared, model: own_model.OwnModel, class_map: own_model.ClassMap) -> None:
     """Start step 1 with an uploaded model: its accuracy on the training and test rows (in a job thread)."""
     def use(job) -> ClassifierRun:
         job.set_stage("predicting the rows with your model", 0.0)
@@ -186,7 +187,8 @@ def use_own_model_job(data: Prepared, model: own_model.OwnModel) -> None:
         train_accuracy = own_model.accuracy(train_proba, data.y_fit)
         test_accuracy = own_model.accuracy(test_proba, data.y_test)
         job.set_stage(f"your model is ready, test accuracy {test_accuracy:.3f}", 1.0)
-        return ClassifierRun(data, None, own_model.describe(model), None, train_accuracy, test_accuracy, own=model)
+        return ClassifierRun(data, None, own_model.describe(model), None, train_accuracy, test_accuracy, own=model,
+                             class_map=class_map)
 
     if training.start(CLASSIFIER_JOB, f"Use {model.file_name} on {data.table_name}", use) is not None:
         training.forget(DISTIL_JOB)
@@ -551,14 +553,14 @@ if train_clicked:
             raise DataError(f"{len(features):,} feature columns are selected; at most {MAX_FEATURES:,} are allowed.")
         prepared = prepare(table, features, label, image_shape, float(test_share), int(max_train), int(split_seed))
         if own is not None:
-            prepared = for_own_model(prepared, own)
+            prepared, class_map = for_own_model(prepared, own)
     except DataError as exc:
         ui_data.show_data_error(exc)
     except ModelError as exc:
         st.error(f"**{own.file_name}** does not fit these columns: {exc}", icon=":material/error:")
     else:
         if own is not None:
-            use_own_model_job(prepared, own)
+            use_own_model_job(prepared, own, class_map)
         else:
             train_classifier_job(prepared, network, clf_controls)
 
@@ -575,6 +577,8 @@ if clf_run is not None:
     cols[3].metric("Held-out clean rows", f"{len(data.X_calibration):,}",
                    help="Seen by neither model; the threshold is a percentile of their scores.")
     cols[4].metric("Test rows", f"{len(data.X_test):,}")
+    if clf_run.class_map is not None and clf_run.class_map.message():
+        st.warning(clf_run.class_map.message(), icon=":material/warning:")
     st.caption(f"{clf_run.network} on {data.table_name}: {len(data.feature_names):,} features scaled to [0, 1] "
                + ("for the attack (your model gets them back in the table's units) " if clf_run.own else "")
                + f"({'one range for all pixels' if data.image_shape else 'per feature'}, from the training rows), "

@@ -92,7 +92,7 @@ def use_own_model(job, data: ClassificationData, model: own_model.OwnModel, tabl
     job.set_stage("indexing the training rows for the explainer", 1.0)
     explainer = AnchorTabular(predictor, data.feature_names, data.categorical_names, seed=0).fit(data.X_train)
     job.set_stage("your model is ready" + ("" if accuracy is None else f", test accuracy {accuracy:.3f}"), 1.0)
-    return ModelRun(data, predictor, model.class_names, explainer, test_proba, accuracy, table_name,
+    return ModelRun(data, predictor, class_map.shown_names, explainer, test_proba, accuracy, table_name,
                     own_model.describe(model), class_map)
 
 

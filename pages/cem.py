@@ -238,7 +238,7 @@ def for_own_model(data: Prepared, model: own_model.OwnModel) -> tuple[Prepared, 
     """The prepared data with the model's classes: ``class_names`` are its outputs, labels its columns (-1: none)."""
     model.predictor.check(data.to_table_units(data.X_train))
     class_map = own_model.ClassMap.between(model.class_names, data.class_names)
-    data.class_names = model.class_names
+    data.class_names = class_map.shown_names
     data.y_train = class_map.labels_for_model(data.y_train)
     data.y_test = class_map.labels_for_model(data.y_test)
     return data, class_map

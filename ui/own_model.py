@@ -132,13 +132,24 @@ class ClassMap:
     model_names: list[str]
     label_names: list[str]
     to_model: np.ndarray  # per label class code: the model's output column of that class, or -1
+    by_position: bool = False  # the model stores no class names: its columns are the label's values in sorted order
 
     @classmethod
     def between(cls, model_names: Sequence[str], label_names: Sequence[str]) -> ClassMap:
+        """Match by name (as text or as numbers); a model without class names (outputs ``0 … k-1``, as a Keras
+        model saves) and a label of ``k`` values are matched by position, the label's values sorted."""
         model_names, label_names = [str(n) for n in model_names], [str(n) for n in label_names]
         to_model = np.array([next((j for j, m in enumerate(model_names) if _same_class(m, name)), -1)
                              for name in label_names], dtype=np.int64)
+        unnamed = model_names == [str(i) for i in range(len(model_names))]
+        if (to_model < 0).all() and unnamed and len(label_names) == len(model_names):
+            return cls(model_names, label_names, np.arange(len(label_names), dtype=np.int64), by_position=True)
         return cls(model_names, label_names, to_model)
+
+    @property
+    def shown_names(self) -> list[str]:
+        """A name for each output column of the model: the label's value where matched by position."""
+        return list(self.label_names) if self.by_position else list(self.model_names)
 
     @property
     def matched(self) -> list[str]:
@@ -153,7 +164,11 @@ class ClassMap:
         return self.to_model[np.asarray(y, dtype=np.int64)]
 
     def message(self) -> str | None:
-        """What the page says when the classes do not all match; None when they do."""
+        """What the page says when the classes do not all match by name; None when they do."""
+        if self.by_position:
+            return (f"The model stores no class names, so its outputs 0 … {len(self.model_names) - 1} are read as the "
+                    f"label's values in sorted order: {quoted(self.label_names)}. If it was trained with another "
+                    "order, its accuracy here is wrong.")
         if not self.matched:
             return (f"The model's classes ({quoted(self.model_names)}) are not values of the label column "
                     f"({quoted(self.label_names)}), so its accuracy cannot be measured; explanations name the "

@@ -63,8 +63,8 @@ def iris_keras() -> bytes:
     mean, std = data.X_train.mean(axis=0), data.X_train.std(axis=0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Normalization(mean=mean, variance=std**2),
                               keras.layers.Dense(3, activation="softmax")])
-    train_classifier(model, data.X_train.astype(np.float32), data.y_train, epochs=60, batch_size=16, seed=0,
-                     verbose=False)
+    train_classifier(model, data.X_train.astype(np.float32), data.y_train, epochs=100, batch_size=16, seed=0,
+                     optimizer=keras.optimizers.Adam(learning_rate=0.05), verbose=False)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "iris.keras"
         model.save(path)
@@ -79,3 +79,21 @@ def digits_logistic_onnx() -> bytes:
     data = _data("digits")
     y = np.asarray(data.class_names)[data.y_train]
     return _onnx(LogisticRegression(max_iter=2000).fit(data.X_train, y), data.X_train)
+
+
+@functools.lru_cache(maxsize=None)
+def digits_keras() -> bytes:
+    """A small dense network on the 8 × 8 digits' pixels (0-16), classes 0-9, saved as a .keras file."""
+    import keras
+
+    from engine.classifiers import train_classifier
+
+    data = _data("digits")
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Rescaling(1 / 16),
+                              keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+    train_classifier(model, data.X_train.astype(np.float32), data.y_train, epochs=30, batch_size=32, seed=0,
+                     optimizer=keras.optimizers.Adam(learning_rate=0.01), verbose=False)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "digits.keras"
+        model.save(path)
+        return path.read_bytes()

@@ -83,9 +83,11 @@ def test_cem_with_a_keras_model_in_trusted_mode_runs_white_box(trusted):
     run = _cem_explain(at)
     assert any("White-box mode" in i.value for i in at.info)
     assert not any("Black-box mode" in i.value for i in at.info)
-    # Its classes are 0, 1, 2 (a Keras model stores no names): no accuracy against the species names, and a note.
-    assert metric_value(at, "Test accuracy") == "—"
-    assert any("are not values of the label column" in w.value for w in at.warning)
+    # A Keras model stores no class names: its outputs 0, 1, 2 are read as the species in sorted order, with a note.
+    assert any("stores no class names" in w.value and "`setosa`, `versicolor`, `virginica`" in w.value
+               for w in at.warning)
+    assert float(metric_value(at, "Test accuracy")) > 0.8
+    assert metric_value(at, "Original predicted as") in ("setosa", "versicolor", "virginica")
     assert run.explanations["PN"].meta["params"]["gradients"] == "autodiff"
     assert bool(run.explanations["PN"].found[0])
 
@@ -114,7 +116,21 @@ def _adversarial_with(at, name: str, data: bytes):
     return job.result
 
 
-def test_adversarial_detection_distils_from_an_onnx_teacher_and_runs_a_transfer_attack():
+@pytest.fixture(params=["threads", "workers"])
+def job_runner(request, monkeypatch):
+    """Jobs in the server's threads (the default), or in a worker process (``LANTERN_JOB_PROCESSES=1``): the
+    uploaded model travels to the task as its file's bytes and is loaded again there."""
+    from ui import runtime
+    from ui.workers import WorkerPool
+
+    pool = WorkerPool(size=1) if request.param == "workers" else None
+    monkeypatch.setattr(runtime, "POOL", pool)
+    yield pool
+    if pool is not None:
+        pool.close()
+
+
+def test_adversarial_detection_distils_from_an_onnx_teacher_and_runs_a_transfer_attack(job_runner):
     at = page("adversarial")
     at.run()
     det_run = _adversarial_with(at, "digits_logistic.onnx", own_models.digits_logistic_onnx())
@@ -140,6 +156,8 @@ def test_adversarial_detection_distils_from_an_onnx_teacher_and_runs_a_transfer_
     assert 0 <= run.result.harmful_rate <= 1 and len(run.scores_adv) == 200
     assert not [b for b in at.get("download_button") if b.proto.label == "Detector archive"]
     assert any("No detector archive for an uploaded model" in c.value for c in at.caption)
+    if job_runner is not None:
+        assert job_runner.tasks_run == 2  # the distillation and the attack ran in the worker
 
 
 def test_a_garbage_model_file_gets_a_clear_error_and_the_page_keeps_working():
@@ -159,3 +177,23 @@ def test_a_garbage_model_file_gets_a_clear_error_and_the_page_keeps_working():
     at.radio(key="anchors:source").set_value("train").run()
     no_exceptions(at)
     assert at.button(key="anchors:train").label == "Train classifier"
+
+
+def test_adversarial_detection_attacks_a_keras_teacher_directly_in_trusted_mode(trusted):
+    at = page("adversarial")
+    at.run()
+    _adversarial_with(at, "digits.keras", own_models.digits_keras())
+    assert float(metric_value(at, "Test accuracy")) > 0.9  # outputs 0-9 are digits' label values
+    assert any("White box" in i.value for i in at.info) and not any("Transfer attack" in i.value for i in at.info)
+    at.slider(key="adv:epsilon").set_value(0.3)
+    at.number_input(key="adv:steps").set_value(10)
+    at.number_input(key="adv:rows").set_value(200)
+    at.button(key="adv:attack").click().run()
+    run_until_job_done(at, "adv-attack")
+    no_exceptions(at)
+    run = at.session_state["job::adv-attack"].result
+    assert "transfer" not in run.description
+    # Made against the model itself, a strong PGD changes most of its predictions.
+    assert run.result.harmful_rate > 0.5
+    assert float(metric_value(at, "Classifier accuracy, attacked")) < float(
+        metric_value(at, "Classifier accuracy, clean"))
