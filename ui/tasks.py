@@ -384,7 +384,8 @@ def adversarial_attack(job, params: dict, arrays: dict) -> tuple[dict, dict]:
             notes.append(f"stopped at the {budget} s time budget: {start:,} of {len(X):,} rows were attacked; lower "
                          "the rows or the steps.")
             break
-        job.set_stage(f"attacking rows {start + 1:,}-{min(start + chunk_rows, len(X)):,} of {len(X):,}",
+        job.set_stage(f"attacking rows {start + 1:,}-{min(start + chunk_rows, len(X)):,} of {len(X):,}"
+                      + (" through the distilled model (transfer attack)" if target is not model else ""),
                       0.9 * start / len(X))
         chunk = X[start:start + chunk_rows]
         parts.append(fgsm(target, chunk, **settings) if method == "fgsm" else pgd(target, chunk, **settings))

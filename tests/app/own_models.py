@@ -97,3 +97,17 @@ def digits_keras() -> bytes:
         path = Path(folder) / "digits.keras"
         model.save(path)
         return path.read_bytes()
+
+
+@functools.lru_cache(maxsize=None)
+def iris_named_skops() -> bytes:
+    """Logistic regression fitted on a DataFrame of iris's measurements in reverse order: it stores their names."""
+    import pandas as pd
+    import skops.io
+    from sklearn.linear_model import LogisticRegression
+
+    data = _data("iris")
+    columns = list(reversed(data.feature_names))
+    frame = pd.DataFrame(data.X_train[:, ::-1], columns=columns)
+    y = np.asarray(data.class_names)[data.y_train]
+    return skops.io.dumps(LogisticRegression(max_iter=1000).fit(frame, y))

@@ -197,3 +197,18 @@ def test_adversarial_detection_attacks_a_keras_teacher_directly_in_trusted_mode(
     assert run.result.harmful_rate > 0.5
     assert float(metric_value(at, "Classifier accuracy, attacked")) < float(
         metric_value(at, "Classifier accuracy, clean"))
+
+
+def test_a_skops_model_that_names_its_features_reads_them_by_name_in_trusted_mode(trusted):
+    at = page("anchors")
+    at.run()
+    at.selectbox(key="anchors:dataset").set_value("bundled:iris").run()
+    _use_own(at, "anchors", "iris.skops", own_models.iris_named_skops())
+    assert any("iris.skops: scikit-learn classifier" in s.value for s in at.success)
+    assert any("read from the table by name" in c.value for c in at.caption)
+    at.button(key="anchors:train").click().run()
+    run_until_job_done(at, "anchors-model")
+    no_exceptions(at)
+    run = at.session_state["job::anchors-model"].result
+    assert run.data.feature_names == ["petal_width", "petal_length", "sepal_width", "sepal_length"]  # the model's order
+    assert float(metric_value(at, "Test accuracy")) > 0.85
