@@ -1,4 +1,4 @@
-"""Use my own model in headless Chromium: upload an ONNX forest on the Anchors page and explain one of its predictions."""
+"""Use my own model in headless Chromium: upload an ONNX forest on Anchors, explain one of its predictions."""
 
 from __future__ import annotations
 
