@@ -212,3 +212,22 @@ def test_a_skops_model_that_names_its_features_reads_them_by_name_in_trusted_mod
     run = at.session_state["job::anchors-model"].result
     assert run.data.feature_names == ["petal_width", "petal_length", "sepal_width", "sepal_length"]  # the model's order
     assert float(metric_value(at, "Test accuracy")) > 0.85
+
+
+def test_a_model_of_another_width_is_refused_with_what_to_change():
+    at = page("anchors")
+    at.run()
+    _use_own(at, "anchors", "iris.onnx", own_models.iris_logistic_onnx())  # 4 inputs; Adult offers 14 features
+    at.button(key="anchors:train").click().run()
+    no_exceptions(at)
+    assert any("iris.onnx** does not fit these columns: the model reads 4 input(s) and 14 feature column(s) are "
+               "chosen" in e.value for e in at.error), [e.value for e in at.error]
+    assert "job::anchors-model" not in at.session_state
+    # Choosing four numeric columns makes it fit (in the table's units it is a poor model, but it runs).
+    at.multiselect(key="anchors:features").set_value(["age", "fnlwgt", "education_num", "hours_per_week"])
+    at.button(key="anchors:train").click().run()
+    run_until_job_done(at, "anchors-model")
+    no_exceptions(at)
+    assert at.session_state["job::anchors-model"].state == "done"
+    assert metric_value(at, "Test accuracy") == "—"  # species are not Adult's income classes
+    assert any("are not values of the label column" in w.value for w in at.warning)
