@@ -2,7 +2,8 @@
 
 A task is ``fn(job, params, arrays) -> (values, arrays)``: ``params`` and ``values`` are JSON,
 ``arrays`` are numeric numpy arrays; a trained detector travels as its archive bytes (the same
-JSON config + weights format as a download, see :mod:`engine.saving`). ``job`` offers ``report``
+JSON config + weights format as a download, see :mod:`engine.saving`), and a model a visitor uploaded
+travels as its file's bytes and is loaded again by the task (:func:`load_own_model`). ``job`` offers ``report``
 (the engine's progress callback), ``set_stage`` and ``cancel``, in a worker as in a thread, so a task
 runs the same either way. This module does not import streamlit.
 
