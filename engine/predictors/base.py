@@ -84,7 +84,8 @@ class Predictor:
     """A loaded model as a function from rows to class probabilities.
 
     Call it on an array of shape ``(n, n_features)``; it returns float64 probabilities of shape
-    ``(n, n_classes)`` whose rows sum to 1. Inputs are cast to contiguous float32 and run in chunks of
+    ``(n, n_classes)`` whose rows sum to 1. Inputs are cast to contiguous float32 (float64 for an ONNX model
+    whose input is double) and run in chunks of
     ``CHUNK_ROWS`` rows, so memory stays bounded whatever ``n`` is. Make one with
     ``engine.predictors.load_predictor``.
 
@@ -121,7 +122,7 @@ class Predictor:
 
     def __init__(self, kind: str, run: Callable[[np.ndarray], np.ndarray], *, n_features: int,
                  class_names: list[str], size_bytes: int, feature_names: list[str] | None = None,
-                 keras_model=None, reload: Callable[[], "Predictor"] | None = None):
+                 keras_model=None, reload: Callable[[], "Predictor"] | None = None, input_dtype=np.float32):
         self.kind = kind
         self.n_features = int(n_features)
         self.class_names = [str(c) for c in class_names]
@@ -132,10 +133,11 @@ class Predictor:
         self.size_bytes = int(size_bytes)
         self._run = run
         self._reload = reload
+        self._input_dtype = input_dtype
 
     def __call__(self, X) -> np.ndarray:
         """Class probabilities of the rows of ``X``: float64 of shape ``(n, n_classes)``."""
-        x = np.asarray(X, dtype=np.float32)
+        x = np.asarray(X, dtype=self._input_dtype)
         if x.ndim == 1:
             x = x.reshape(1, -1)
         if x.ndim != 2 or x.shape[1] != self.n_features:
@@ -181,7 +183,7 @@ class Predictor:
             raise ModelError(f"the model takes {self.n_features} inputs{names} but {x.shape[1]} columns are chosen; "
                              f"choose the model's {self.n_features} feature columns, in the order it was trained on.")
         try:
-            x = x[:CHECK_ROWS].astype(np.float32)
+            x = x[:CHECK_ROWS].astype(self._input_dtype)
         except (TypeError, ValueError) as exc:
             raise ModelError(f"the chosen columns are not all numeric ({exc}); the model needs numbers.") from exc
         if not np.all(np.isfinite(x)):

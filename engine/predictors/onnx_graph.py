@@ -157,3 +157,28 @@ def producer(nodes: list[Node], output: str) -> Node | None:
             return node
         node = upstream
     return node
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | 0x80 if value else low)
+        if not value:
+            return bytes(out)
+
+
+def _message(number: int, payload: bytes) -> bytes:
+    return _varint_bytes(number << 3 | 2) + _varint_bytes(len(payload)) + payload
+
+
+def with_float_output(data: bytes, name: str) -> bytes:
+    """The model with the float tensor ``name`` added to its graph outputs.
+
+    Protobuf merges a repeated embedded message field: appending a second ``graph`` holding only one more
+    ``output`` (a ValueInfoProto: name, and type ``tensor(float)``) extends the graph's outputs, leaving the rest
+    of the file as it is. Used to read a ZipMap's input matrix directly instead of its list of dicts.
+    """
+    tensor_type = _message(1, b"\x08\x01")  # TypeProto.tensor_type { elem_type: FLOAT }
+    value_info = _message(1, name.encode("utf-8")) + _message(2, tensor_type)
+    return data + _message(7, _message(12, value_info))

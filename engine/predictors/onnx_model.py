@@ -9,7 +9,7 @@ from engine.predictors import onnx_graph
 from engine.predictors.base import Predictor, probability_problem
 
 INTRA_OP_THREADS = 2
-_FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
+_FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}
 _EXPORT_HINT = ("Export a classifier whose output is class probabilities: from scikit-learn, "
                 "skl2onnx.to_onnx(model, X[:1].astype('float32')) (with or without options={'zipmap': False}); "
                 "from Keras, end the model with a softmax (or a single sigmoid) layer before converting.")
@@ -42,8 +42,8 @@ def _input_width(session) -> tuple[str, type, int]:
                          "one input per column).")
     spec = inputs[0]
     if spec.type not in _FLOAT_TYPES:
-        raise ModelError(f"the ONNX model's input {spec.name!r} is {spec.type}; Lantern passes numbers as float32. "
-                         "Export it with a float input (e.g. skl2onnx with X.astype('float32')).")
+        raise ModelError(f"the ONNX model's input {spec.name!r} is {spec.type}; Lantern passes numbers as float32 "
+                         "(or float64). Export it with a float input (e.g. skl2onnx with X.astype('float32')).")
     shape = spec.shape
     if len(shape) != 2 or not isinstance(shape[1], int) or shape[1] < 1:
         raise ModelError(f"the ONNX model's input {spec.name!r} has shape {shape}; Lantern needs [None, "
@@ -77,14 +77,22 @@ def load_onnx(data: bytes, *, reload=None) -> Predictor:
         chosen = candidates[0] if candidates else chosen
     labels = onnx_graph.class_labels(nodes)
     made_by = onnx_graph.producer(nodes, chosen.name)
-    sigmoid_column = (chosen in tensors and chosen.shape[1] == 1 and made_by is not None
-                      and made_by.op_type == "Sigmoid")
     output_name = chosen.name
     is_zipmap = chosen in zipmaps
+    if is_zipmap and made_by is not None and made_by.op_type == "ZipMap" and made_by.inputs and made_by.labels:
+        # A ZipMap turns the probability matrix into one dict per row; read the matrix it is given instead
+        # (no per-row Python), in the order of the ZipMap's own labels.
+        try:
+            session = _session(onnx_graph.with_float_output(data, made_by.inputs[0]))
+            output_name, is_zipmap = made_by.inputs[0], False
+            labels = [str(v) for v in next(iter(made_by.labels.values()))]
+        except ModelError:
+            pass  # keep the dicts
+    sigmoid_column = (not is_zipmap and chosen in tensors and chosen.shape[1] == 1 and made_by is not None
+                      and made_by.op_type == "Sigmoid")
 
     def run(x: np.ndarray) -> np.ndarray:
-        feed = x if input_dtype is np.float32 else x.astype(input_dtype)
-        out = session.run([output_name], {input_name: feed})[0]
+        out = session.run([output_name], {input_name: x})[0]
         if is_zipmap:
             return _zipmap_matrix(out, zip_labels)
         proba = np.asarray(out, dtype=np.float64)
@@ -93,12 +101,11 @@ def load_onnx(data: bytes, *, reload=None) -> Predictor:
         return proba
 
     zip_labels: list = []
-    probe = np.random.default_rng(0).normal(size=(8, n_features)).astype(np.float32)
+    probe = np.random.default_rng(0).normal(size=(8, n_features)).astype(input_dtype)
     probe[0] = 0.0
     try:
         if is_zipmap:
-            first = session.run([output_name], {input_name: probe if input_dtype is np.float32
-                                                else probe.astype(input_dtype)})[0]
+            first = session.run([output_name], {input_name: probe})[0]
             zip_labels = list(first[0].keys()) if first else []
         proba = run(probe)
     except ModelError:
@@ -119,4 +126,5 @@ def load_onnx(data: bytes, *, reload=None) -> Predictor:
         names = labels
     else:
         names = [str(i) for i in range(n_classes)]
-    return Predictor("onnx", run, n_features=n_features, class_names=names, size_bytes=len(data), reload=reload)
+    return Predictor("onnx", run, n_features=n_features, class_names=names, size_bytes=len(data), reload=reload,
+                     input_dtype=input_dtype)

@@ -92,6 +92,14 @@ def test_onnx_from_a_path_and_integer_classes_named_by_their_labels(tmp_path, ir
     assert predictor.class_names == ["10", "11", "12"] and predictor.size_bytes == len(data)
 
 
+def test_onnx_with_a_double_input_gets_float64_rows(iris, logistic):
+    X, _ = iris
+    data = to_onnx(logistic, X[:1].astype(np.float64), options={id(logistic): {"zipmap": False}}).SerializeToString()
+    predictor = load_predictor(data)
+    X64 = X.astype(np.float64) + 1e-9  # not representable in float32: must reach the model as it is
+    np.testing.assert_allclose(predictor(X64), logistic.predict_proba(X64), atol=1e-9)
+
+
 def test_onnx_single_probability_output_from_a_softmax_graph(iris):
     """A model with one output, a softmax tensor (as Keras/MLP exports make), without ai.onnx.ml nodes."""
     from onnx import TensorProto, helper, numpy_helper
