@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from engine.errors import ModelError
 from engine.predictors import onnx_graph
 from engine.predictors.base import Predictor, probability_problem
 
-INTRA_OP_THREADS = 2
+
+def intra_op_threads() -> int:
+    """Threads one ONNX session may use: ``LANTERN_ONNX_THREADS``, default 1.
+
+    One thread by default: the demo runs many users' jobs on few cores, and on a loaded 2-core machine two
+    spinning intra-op threads made a 10,000-row random-forest call 2-5 times slower than one (bench/own_models.py).
+    Raise it for a batch job on a machine of its own.
+    """
+    try:
+        return max(1, int(os.environ.get("LANTERN_ONNX_THREADS", "1")))
+    except ValueError:
+        return 1
+
 _FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}
 _EXPORT_HINT = ("Export a classifier whose output is class probabilities: from scikit-learn, "
                 "skl2onnx.to_onnx(model, X[:1].astype('float32')) (with or without options={'zipmap': False}); "
@@ -19,8 +33,9 @@ def _session(data: bytes):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = INTRA_OP_THREADS
+    options.intra_op_num_threads = intra_op_threads()
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
