@@ -68,7 +68,8 @@ def check_zip(data: bytes, *, max_bytes: int, what: str) -> zipfile.ZipFile:
 def probability_problem(proba: np.ndarray) -> str | None:
     """Why ``proba`` (n, k) is not a matrix of class probabilities, or None when it is."""
     if proba.ndim != 2 or proba.shape[1] < 2:
-        return f"the output has shape {proba.shape}, not (rows, classes) with at least 2 classes"
+        columns = proba.shape[1] if proba.ndim == 2 else "no"
+        return f"the output has {columns} column(s) per row, not one per class (at least 2)"
     if not np.all(np.isfinite(proba)):
         return "the output holds NaN or inf"
     if np.any(proba < -SUM_TOLERANCE) or np.any(proba > 1 + SUM_TOLERANCE):

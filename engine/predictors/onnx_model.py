@@ -76,7 +76,8 @@ def load_onnx(data: bytes, *, reload=None) -> Predictor:
     try:
         nodes = onnx_graph.read_nodes(data)
     except onnx_graph.WireError as exc:
-        raise ModelError(f"the file is not a readable ONNX model ({exc}); it may be truncated. {_EXPORT_HINT}") from exc
+        raise ModelError(f"the file is not a readable ONNX model ({exc}): it is truncated or not ONNX at all. "
+                         f"{_EXPORT_HINT}") from exc
     session = _session(data)
     input_name, input_dtype, n_features = _input_width(session)
     outputs = session.get_outputs()
