@@ -11,7 +11,8 @@ Two ``streamlit run app.py`` servers on 127.0.0.1 (see bench/loadtest.py for the
 
 and, in this process, detector archives with tampered JSON loaded through ``engine.saving.load_detector``, and
 hostile model files (truncated ONNX, an ONNX regressor, a ``.keras`` with a Lambda layer, a ``.skops`` with an
-untrusted type, a file 10x over the size limit, a zip bomb named ``.keras``, random bytes) loaded through
+untrusted type, a file 10x over the size limit, a zip bomb named ``.keras``, random bytes, an ONNX whose weights
+name a file of the server) loaded through
 ``engine.predictors.load_predictor``.
 
 Every wait is bounded; each case records what was expected, what was observed, and pass/fail.
@@ -489,6 +490,20 @@ def case_hostile_models() -> dict:
                     member.write(chunk)
         return tmp / "bomb.keras"
 
+    def onnx_external_data() -> bytes:
+        from onnx import TensorProto, helper, numpy_helper
+        from onnx.external_data_helper import set_external_data
+
+        weights = numpy_helper.from_array(np.zeros((4, 3), np.float32), "w")
+        set_external_data(weights, location="pyproject.toml", offset=0, length=48)  # a file of the server's cwd
+        weights.ClearField("raw_data")
+        weights.data_location = TensorProto.EXTERNAL
+        graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["z"]),
+                                   helper.make_node("Softmax", ["z"], ["p"], axis=1)], "g",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+                                  [helper.make_tensor_value_info("p", TensorProto.FLOAT, [None, 3])], [weights])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
+
     hostile = {
         "truncated ONNX": lambda: good_onnx[: len(good_onnx) // 2],
         "ONNX regressor (output is not a probability)": lambda: to_onnx(LinearRegression().fit(X, y), X[:1])
@@ -498,6 +513,7 @@ def case_hostile_models() -> dict:
         "a 1,000 MB .onnx (limit 100 MB)": over_limit,
         "zip bomb named .keras (1 GiB of zeros in about 1 MB)": keras_zip_bomb,
         "random bytes": lambda: np.random.default_rng(0).bytes(4096),
+        "ONNX whose weights name a server file (external data)": onnx_external_data,
     }
     results, seconds = {}, {}
     for name, make in hostile.items():

@@ -132,6 +132,29 @@ def read_nodes(data: bytes) -> list[Node]:
     return [_node(value) for number, wire, value in _fields(graph) if number == 1 and wire == 2]
 
 
+def _tensor_is_external(buf: memoryview) -> bool:
+    """A TensorProto whose data lives in another file: ``external_data`` (13) or ``data_location`` (14) = EXTERNAL."""
+    return any((number == 13 and wire == 2) or (number == 14 and wire == 0 and value == 1)
+               for number, wire, value in _fields(buf))
+
+
+def external_tensors(data: bytes) -> int:
+    """How many tensors of the top graph (initializers and node attributes) point to data in other files."""
+    count = 0
+    for number, wire, value in _fields(memoryview(data)):
+        if number != 7 or wire != 2:
+            continue
+        for g_number, g_wire, g_value in _fields(value):
+            if g_number == 5 and g_wire == 2:  # initializer
+                count += _tensor_is_external(g_value)
+            elif g_number == 1 and g_wire == 2:  # node: its attributes' tensors (t = 5, tensors = 11)
+                for n_number, n_wire, n_value in _fields(g_value):
+                    if n_number == 5 and n_wire == 2:
+                        count += sum(_tensor_is_external(a_value) for a_number, a_wire, a_value in _fields(n_value)
+                                     if a_number in (5, 11) and a_wire == 2)
+    return count
+
+
 def class_labels(nodes: list[Node]) -> list[str] | None:
     """Class labels stored by a ZipMap or an ``ai.onnx.ml`` classifier node, as strings; None when there are none.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import numpy as np
 
@@ -40,7 +41,11 @@ def _session(data: bytes):
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+        # Tensors stored "in another file" would be read from the server's working directory: point onnxruntime
+        # at an empty folder instead, so any such reference fails (load_onnx refuses them up front as well).
+        with tempfile.TemporaryDirectory(prefix="lantern-onnx-") as empty:
+            options.add_session_config_entry("session.model_external_initializers_file_folder_path", empty)
+            return ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"onnxruntime cannot load this ONNX file ({first}); it may be truncated or made for "
@@ -78,6 +83,10 @@ def load_onnx(data: bytes, *, reload=None) -> Predictor:
     except onnx_graph.WireError as exc:
         raise ModelError(f"the file is not a readable ONNX model ({exc}): it is truncated or not ONNX at all. "
                          f"{_EXPORT_HINT}") from exc
+    if onnx_graph.external_tensors(data):
+        raise ModelError("the ONNX model keeps weights in separate files (external data), which Lantern does not "
+                         "read; save it as one self-contained file, e.g. onnx.save(model, 'model.onnx', "
+                         "save_as_external_data=False).")
     session = _session(data)
     input_name, input_dtype, n_features = _input_width(session)
     outputs = session.get_outputs()

@@ -167,6 +167,31 @@ def test_onnx_with_one_input_per_column_is_refused_with_how_to_export(logistic):
         load_predictor(data)
 
 
+def test_onnx_weights_in_external_files_are_never_read(tmp_path, monkeypatch):
+    """An ONNX file may name a file holding its weights; loaded from bytes, onnxruntime would read it from the
+    working directory, so a visitor could make the model read server files. Refused, whatever the path."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx.external_data_helper import set_external_data
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secret.bin").write_bytes(bytes(range(48)))
+    weights = numpy_helper.from_array(np.zeros((4, 3), np.float32), "w")
+    set_external_data(weights, location="secret.bin", offset=0, length=48)
+    weights.ClearField("raw_data")
+    weights.data_location = TensorProto.EXTERNAL
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["z"]),
+                               helper.make_node("Softmax", ["z"], ["p"], axis=1)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+                              [helper.make_tensor_value_info("p", TensorProto.FLOAT, [None, 3])], [weights])
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
+    with pytest.raises(ModelError, match="external data"):
+        load_predictor(data)
+    from engine.predictors.onnx_model import _session
+
+    with pytest.raises(ModelError, match="cannot load"):  # the second line of defence, on its own
+        _session(data)
+
+
 def test_truncated_and_garbage_files_are_refused(iris, logistic):
     X, _ = iris
     data = onnx_bytes(logistic, X)
