@@ -106,8 +106,9 @@ def load_keras(data: bytes, *, max_bytes: int, reload=None) -> Predictor:
     except ModelError:
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"Keras cannot load this .keras file in safe mode ({type(exc).__name__}: {first}). Save "
+        text = " ".join(str(exc).split())  # Keras' reason is often on a later line
+        text = text if len(text) <= 400 else text[:400] + " …"
+        raise ModelError(f"Keras cannot load this .keras file in safe mode ({type(exc).__name__}: {text}). Save "
                          "it again with Keras 3 from built-in layers only, or export it to ONNX.") from exc
     finally:
         try:

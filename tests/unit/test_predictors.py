@@ -255,6 +255,30 @@ def test_keras_custom_object_is_refused_listing_it(tmp_path, keras_file):
         load_predictor(out.getvalue(), trusted=True)
 
 
+def test_keras_weights_read_from_another_file_are_refused(tmp_path, keras_file):
+    """HDF5 can keep a dataset's bytes in any file of the server; Keras refuses such weights, and so does Lantern."""
+    import h5py
+
+    with zipfile.ZipFile(keras_file[0]) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    (tmp_path / "secret.bin").write_bytes(np.arange(32, dtype=np.float32).tobytes())
+    weights = io.BytesIO()
+    with h5py.File(weights, "w") as h5:
+        for name, shape in (("dense", (4, 8)), ("dense_1", (8, 3))):
+            group = h5.create_group(f"layers/{name}/vars")
+            group.create_dataset("0", shape=shape, dtype="<f4",
+                                 external=[(str(tmp_path / "secret.bin"), 0, 4 * shape[0] * shape[1])])
+            group.create_dataset("1", data=np.zeros(shape[1], np.float32))
+        h5.create_group("vars")
+    members["model.weights.h5"] = weights.getvalue()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(ModelError, match="safe mode.*external"):
+        load_predictor(out.getvalue(), trusted=True)
+
+
 def test_keras_and_skops_need_trusted_mode(keras_file, logistic, monkeypatch):
     path, _ = keras_file
     monkeypatch.delenv("LANTERN_TRUSTED", raising=False)
