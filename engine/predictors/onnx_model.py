@@ -125,26 +125,34 @@ def load_onnx(data: bytes, *, reload=None) -> Predictor:
             proba = np.concatenate([1.0 - proba, proba], axis=1)
         return proba
 
-    zip_labels: list = []
+    # Run the model once on made-up rows to see what it returns. Some valid models refuse made-up values (a
+    # one-hot encoder exported with handle_unknown='error'); then the shape comes from the graph, and
+    # Predictor.check on the user's own rows is what verifies the probabilities.
+    zip_labels: list = [] if labels is None else list(labels)
     probe = np.random.default_rng(0).normal(size=(8, n_features)).astype(input_dtype)
     probe[0] = 0.0
     try:
         if is_zipmap:
-            first = session.run([output_name], {input_name: probe})[0]
-            zip_labels = list(first[0].keys()) if first else []
+            zip_labels = list(session.run([output_name], {input_name: probe})[0][0].keys())
         proba = run(probe)
-    except ModelError:
-        raise
     except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        raise ModelError(f"the ONNX model fails on a float32 matrix of {n_features} columns "
-                         f"({type(exc).__name__}: {first_line}). {_EXPORT_HINT}") from exc
-    problem = probability_problem(proba)
-    if problem is not None:
-        kind = "logits or scores" if proba.ndim == 2 and proba.shape[1] > 1 else "a value per row (a regressor?)"
-        raise ModelError(f"the ONNX model's output {output_name!r} is not class probabilities: {problem}; it looks "
-                         f"like {kind}. {_EXPORT_HINT}")
-    n_classes = proba.shape[1]
+        proba, probe_error = None, exc
+    if proba is not None:
+        problem = probability_problem(proba)
+        if problem is not None:
+            kind = "logits or scores" if proba.ndim == 2 and proba.shape[1] > 1 else "a value per row (a regressor?)"
+            raise ModelError(f"the ONNX model's output {output_name!r} is not class probabilities: {problem}; it "
+                             f"looks like {kind}. {_EXPORT_HINT}")
+        n_classes = proba.shape[1]
+    else:
+        width = chosen.shape[1] if chosen in tensors and isinstance(chosen.shape[1], int) else None
+        n_classes = 2 if sigmoid_column else (len(labels) if labels else width)
+        if not n_classes or n_classes < 2 or (
+                not labels and (made_by is None or made_by.op_type not in ("Softmax", "Sigmoid"))):
+            text = " ".join(str(probe_error).split())[:300]
+            raise ModelError(f"the ONNX model fails on a float matrix of {n_features} columns "
+                             f"({type(probe_error).__name__}: {text}) and its graph does not say it returns class "
+                             f"probabilities. {_EXPORT_HINT}") from probe_error
     if is_zipmap:
         names = [str(k) for k in zip_labels]
     elif labels is not None and len(labels) == n_classes:

@@ -50,12 +50,13 @@ def load_sklearn(data: bytes, *, max_bytes: int, reload=None) -> Predictor:
     def run(x: np.ndarray) -> np.ndarray:
         return np.asarray(predict_proba(x), dtype=np.float64)
 
-    try:
-        n_classes = run(np.zeros((1, int(n_features)), dtype=np.float32)).shape[1]
-    except Exception as exc:
-        raise ModelError(f"the scikit-learn model fails on a row of {n_features} numbers ({type(exc).__name__}: "
-                         f"{exc}); Lantern passes numeric float32 rows.") from exc
-    names = ([str(c) for c in classes] if classes is not None and len(classes) == n_classes
-             else [str(i) for i in range(n_classes)])
+    if classes is not None and len(classes) >= 2:
+        names = [str(c) for c in classes]
+    else:  # no classes_ to read: ask the model once (check() on the user's rows verifies the rest)
+        try:
+            names = [str(i) for i in range(run(np.zeros((1, int(n_features)), dtype=np.float32)).shape[1])]
+        except Exception as exc:
+            raise ModelError(f"the scikit-learn model has no classes_ and fails on a row of {n_features} numbers "
+                             f"({type(exc).__name__}: {exc}); Lantern passes numeric float32 rows.") from exc
     return Predictor("sklearn", run, n_features=int(n_features), class_names=names, size_bytes=len(data),
                      feature_names=None if feature_names is None else list(feature_names), reload=reload)

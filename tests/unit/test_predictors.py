@@ -100,6 +100,31 @@ def test_onnx_with_a_double_input_gets_float64_rows(iris, logistic):
     np.testing.assert_allclose(predictor(X64), logistic.predict_proba(X64), atol=1e-9)
 
 
+def test_onnx_model_that_refuses_made_up_rows_loads_and_is_checked_on_real_rows():
+    """A model may fail on values it never saw (here a lookup of a category code); the loader then takes the
+    classes from the graph, and check() on the user's rows verifies the probabilities."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = np.array([[2.0, 0.0, -1.0], [0.0, 1.0, 3.0]], np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "ten"], ["x10"]), helper.make_node("Cast", ["x10"], ["code"], to=TensorProto.INT64),
+         helper.make_node("Squeeze", ["code", "axis"], ["index"]),
+         helper.make_node("Gather", ["table", "index"], ["scores"], axis=0),
+         helper.make_node("Softmax", ["scores"], ["p"], axis=1)], "lookup",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, [None, 3])],
+        [numpy_helper.from_array(table, "table"), numpy_helper.from_array(np.array([1], np.int64), "axis"),
+         numpy_helper.from_array(np.array(10.0, np.float32), "ten")])
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
+    predictor = load_predictor(data)
+    assert predictor.n_classes == 3
+    rows = np.array([[0.0], [0.1], [0.1]])  # codes 0, 1, 1; made-up rows give codes far outside the table
+    expected = np.exp(table[[0, 1, 1]]) / np.exp(table[[0, 1, 1]]).sum(1, keepdims=True)
+    np.testing.assert_allclose(predictor.check(rows), expected, atol=1e-6)
+    with pytest.raises(ModelError, match="failed on the first rows"):
+        predictor.check(np.array([[7.0]]))
+
+
 def test_onnx_single_probability_output_from_a_softmax_graph(iris):
     """A model with one output, a softmax tensor (as Keras/MLP exports make), without ai.onnx.ml nodes."""
     from onnx import TensorProto, helper, numpy_helper
