@@ -186,6 +186,12 @@ def measure_anchors(adult: dict, n_rows: int, seed: int) -> list[dict]:
               f"{result['n_rows']}", flush=True)
     same = sum(a == b for a, b in zip(out[0]["examples"], out[1]["examples"]))
     out[1]["same_first_anchors_as_native"] = f"{same}/{len(out[0]['examples'])}"
+    native, onnx = adult["forest"].predict_proba(X_te), adult["forest_onnx"](X_te)
+    out[1]["test_label_agreement"] = float((native.argmax(1) == onnx.argmax(1)).mean())
+    out[1]["test_rows_with_a_tie"] = int((native[:, 0] == native[:, 1]).sum())
+    out[1]["test_max_abs_diff"] = float(np.abs(native - onnx).max())
+    print(f"  labels agree on {out[1]['test_label_agreement']:.4%} of the test rows ({out[1]['test_rows_with_a_tie']} "
+          f"rows tie at 0.5/0.5), max abs diff {out[1]['test_max_abs_diff']:.1e}", flush=True)
     return out
 
 

@@ -58,9 +58,17 @@ def kind_of(source: Source) -> str:
             return "sklearn"
         raise ModelError("the file is a zip archive but neither a Keras .keras model (config.json + metadata.json) "
                          "nor a skops model (schema.json).")
-    # An ONNX model is a protobuf message that starts with field 1 (ir_version, a varint): byte 0x08.
+    # An ONNX model is a protobuf message, written by every exporter starting with field 1 (ir_version, a
+    # varint): byte 0x08. Otherwise, a message that parses and holds a graph (field 7) is taken as ONNX too.
     if data[:1] == b"\x08":
         return "onnx"
+    from engine.predictors import onnx_graph
+
+    try:
+        onnx_graph.read_nodes(data)
+        return "onnx"
+    except onnx_graph.WireError:
+        pass
     raise ModelError("the file is not a model Lantern reads: expected ONNX (.onnx), Keras 3 (.keras) or "
                      "scikit-learn saved with skops (.skops).")
 
