@@ -447,8 +447,8 @@ def test_anchors_and_black_box_cem_run_on_an_onnx_model(iris, logistic):
               max_iterations=100).fit(X)
     exp = cem.explain(X[60])
     assert not cem.is_white_box
-    if exp.found[0]:
-        assert exp.PN_pred != exp.X_pred
+    assert exp.found[0] and exp.PN_pred != exp.X_pred
+    assert logistic.predict(exp.PN)[0] == SPECIES[exp.PN_pred]
 
 
 def test_white_box_cem_runs_on_the_keras_model_of_a_loaded_file(keras_file, iris):
@@ -460,4 +460,5 @@ def test_white_box_cem_runs_on_the_keras_model_of_a_loaded_file(keras_file, iris
               c_steps=2, max_iterations=100).fit(X)
     exp = cem.explain(X[60])
     assert cem.is_white_box
-    assert exp.PN_proba is not None
+    assert exp.found[0] and exp.PN_pred != exp.X_pred
+    assert predictor(exp.PN).argmax(1)[0] == exp.PN_pred  # the file's model agrees with the explanation
