@@ -166,7 +166,8 @@ def measure_overhead(adult: dict, iris: dict) -> list[dict]:
     rows += overhead_rows("iris softmax regression (Keras)",
                           {"model(x) eager": lambda x: model(x, training=False).numpy(),
                            "model.predict": lambda x: model.predict(x, verbose=0)},
-                          {"Keras (.keras)": iris["keras_predictor"], "ONNX of the same weights": iris["onnx_predictor"]},
+                          {"Keras (.keras)": iris["keras_predictor"],
+                           "ONNX of the same weights": iris["onnx_predictor"]},
                           np.concatenate([iris["x_train"], iris["x_test"]]))
     return rows
 

@@ -79,8 +79,8 @@ def load_predictor(source: Source, *, kind: str | None = None, max_mb: float | N
 
     Parameters
     ----------
-    source : str, os.PathLike or bytes
-        A path to the model file, or its content.
+    source : str, os.PathLike, bytes or binary file object
+        A path to the model file, its content, or an open binary file (e.g. an upload), read up to the limit.
     kind : {'onnx', 'keras', 'sklearn'}, optional
         The model format. By default it comes from the extension of a path (``.onnx``, ``.keras``, ``.skops``)
         or from the first bytes of the content (a ``.keras`` zip holds ``config.json`` and ``metadata.json``, a
@@ -135,14 +135,18 @@ def load_predictor(source: Source, *, kind: str | None = None, max_mb: float | N
             raise ModelError(f"cannot read the model file {path.name!r} ({exc.strerror or exc}).") from exc
         _check_size(size, limit_mb)
         data = path.read_bytes()
-    elif isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
+    elif isinstance(source, (bytes, bytearray, memoryview)) or callable(getattr(source, "read", None)):
+        # A binary file object (an upload) is read up to one byte past the limit, never more.
+        data = bytes(source) if not hasattr(source, "read") else source.read(max_bytes + 1)
+        if not isinstance(data, bytes):
+            raise ModelError("the model file must be opened in binary mode.")
         _check_size(len(data), limit_mb)
         if not data:
             raise ModelError("the model file is empty.")
         kind = kind or kind_of(data)
     else:
-        raise ModelError(f"cannot read a model from a {type(source).__name__}; pass a path or the file's bytes.")
+        raise ModelError(f"cannot read a model from a {type(source).__name__}; pass a path, the file's bytes or a "
+                         "binary file object.")
     if kind != "onnx" and not trusted:
         title = "Keras" if kind == "keras" else "scikit-learn"
         raise ModelError(f"{title} model files are allowed only in trusted mode (LANTERN_TRUSTED=1), since loading "
@@ -164,5 +168,5 @@ def load_predictor(source: Source, *, kind: str | None = None, max_mb: float | N
 
 def _check_size(size: int, limit_mb: float) -> None:
     if size > limit_mb * 2**20:
-        raise ModelError(f"the model file is {size / 2**20:,.1f} MB; the limit is {limit_mb:,.0f} MB "
+        raise ModelError(f"the model file is {size / 2**20:,.1f} MB; the limit is {limit_mb:g} MB "
                          "(LANTERN_MAX_MODEL_MB). Use a smaller model, or raise the limit where you run Lantern.")

@@ -41,7 +41,8 @@ def default_trusted() -> bool:
 def check_zip(data: bytes, *, max_bytes: int, what: str) -> zipfile.ZipFile:
     """Open a zip container after bounding what it may unpack to (member count, total size, compression ratio).
 
-    The same ratio limit as Lantern's own archives applies to members over 1 MiB; the total uncompressed size may be at most twice the model size limit.
+    The same ratio limit as Lantern's own archives applies to members over 1 MiB; the total uncompressed size
+    may be at most twice the model size limit.
     """
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))

@@ -4,8 +4,8 @@ onnxruntime tells a session's inputs and outputs but not which operator makes an
 that scikit-learn converters store as node attributes (``classlabels_strings`` / ``classlabels_int64s`` /
 ``classlabels_ints``). The ``onnx`` package could, but it is a test dependency only, so this module walks the
 protobuf wire format itself: a model is a message whose field 7 is the graph; a graph's field 1 repeats nodes;
-a node has ``input`` (1), ``output`` (2), ``op_type`` (4) and ``attribute`` (5); an attribute has ``name`` (1), ``ints`` (8) and
-``strings`` (9). Everything else (weights included) is skipped without copying.
+a node has ``input`` (1), ``output`` (2), ``op_type`` (4) and ``attribute`` (5); an attribute has ``name`` (1),
+``ints`` (8) and ``strings`` (9). Everything else (weights included) is skipped without copying.
 """
 
 from __future__ import annotations

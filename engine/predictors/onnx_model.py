@@ -49,7 +49,8 @@ def _session(data: bytes):
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"onnxruntime cannot load this ONNX file ({first}); it may be truncated or made for "
-                         "an ONNX version or operators this runtime lacks. Export it again (e.g. IR version 9, opset 13 to 21).") from exc
+                         "an ONNX version or operators this runtime lacks. Export it again (e.g. IR version 9, "
+                         "opset 13 to 21).") from exc
 
 
 def _input_width(session) -> tuple[str, type, int]:
@@ -96,7 +97,8 @@ def load_onnx(data: bytes, *, reload=None) -> Predictor:
     if chosen is None:
         found = ", ".join(f"{o.name}: {o.type} {o.shape}" for o in outputs)
         raise ModelError(f"none of the ONNX model's outputs is a matrix of class probabilities (found {found}): "
-                         f"a model that outputs only labels or values (a regressor) cannot be explained. {_EXPORT_HINT}")
+                         "a model that outputs only labels or values (a regressor) cannot be explained. "
+                         f"{_EXPORT_HINT}")
     if len(tensors) > 1:
         candidates = [o for o in tensors if "prob" in o.name.lower()]
         chosen = candidates[0] if candidates else chosen

@@ -83,13 +83,16 @@ def test_onnx_classifier_gives_the_same_probabilities_as_predict_proba(iris, req
     assert predictor.describe() == "ONNX classifier, 4 inputs, 3 classes (setosa, versicolor, virginica)"
 
 
-def test_onnx_from_a_path_and_integer_classes_named_by_their_labels(tmp_path, iris):
+def test_onnx_from_a_path_or_a_file_object_and_integer_classes_named_by_their_labels(tmp_path, iris):
     X, y = iris
     model = LogisticRegression(max_iter=500).fit(X, np.searchsorted(SPECIES, y) + 10)
     data = onnx_bytes(model, X, zipmap=False)
     (tmp_path / "m.onnx").write_bytes(data)
     predictor = load_predictor(tmp_path / "m.onnx")
     assert predictor.class_names == ["10", "11", "12"] and predictor.size_bytes == len(data)
+    assert load_predictor(io.BytesIO(data)).class_names == ["10", "11", "12"]
+    with pytest.raises(ModelError, match=r"the limit is 0\.0001 MB"):
+        load_predictor(io.BytesIO(data), max_mb=0.0001)
 
 
 def test_onnx_with_a_double_input_gets_float64_rows(iris, logistic):
@@ -107,7 +110,8 @@ def test_onnx_model_that_refuses_made_up_rows_loads_and_is_checked_on_real_rows(
 
     table = np.array([[2.0, 0.0, -1.0], [0.0, 1.0, 3.0]], np.float32)
     graph = helper.make_graph(
-        [helper.make_node("Mul", ["x", "ten"], ["x10"]), helper.make_node("Cast", ["x10"], ["code"], to=TensorProto.INT64),
+        [helper.make_node("Mul", ["x", "ten"], ["x10"]),
+         helper.make_node("Cast", ["x10"], ["code"], to=TensorProto.INT64),
          helper.make_node("Squeeze", ["code", "axis"], ["index"]),
          helper.make_node("Gather", ["table", "index"], ["scores"], axis=0),
          helper.make_node("Softmax", ["scores"], ["p"], axis=1)], "lookup",
