@@ -45,7 +45,6 @@ def load_sklearn(data: bytes, *, max_bytes: int, reload=None) -> Predictor:
     classes = getattr(model, "classes_", None)
     feature_names = getattr(model, "feature_names_in_", None)
     predict_proba = model.predict_proba
-    predict_proba = model.predict_proba
 
     def run(x: np.ndarray) -> np.ndarray:
         return np.asarray(predict_proba(x), dtype=np.float64)
