@@ -187,7 +187,7 @@ with st.form("anchors:setup", border=False):
                               help="Text columns are coded as categories; the rules name their values. "
                                    f"At most {MAX_FEATURES} features.")
     with st.expander("Classifier and split settings" if source == "train" else "Split settings"):
-        cols = st.columns(4)
+        cols = st.columns(4) if source == "train" else [None, None, *st.columns(2)]
         n_trees, max_depth = 50, 12
         if source == "train":
             n_trees = cols[0].number_input("Trees", 1, MAX_TREES, 50, step=10, key="anchors:trees",

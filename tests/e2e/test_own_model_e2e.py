@@ -6,7 +6,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.app import own_models
-from tests.e2e.helpers import by_test_id, expect_no_exception, upload_through_file_chooser, wait_for_app_idle
+from tests.e2e.helpers import (by_test_id, expect_no_exception, publish_screenshot, upload_through_file_chooser,
+                               wait_for_app_idle)
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +30,7 @@ def metric(page: Page, label: str):
     return by_test_id(page, "stMetric").filter(has=by_test_id(page, "stMetricLabel").get_by_text(label, exact=True))
 
 
-def test_upload_an_onnx_model_on_anchors_and_explain_one_of_its_predictions(page, app_url):
+def test_upload_an_onnx_model_on_anchors_and_explain_one_of_its_predictions(page, app_url, artifacts):
     model = own_models.adult_forest_onnx()  # a scikit-learn forest on Adult's 14 default features, as ONNX
     by_test_id(page, "stSidebarNav").get_by_role("link", name="Anchors").click()
     wait_for_app_idle(page, after_action=True)
@@ -51,6 +52,11 @@ def test_upload_an_onnx_model_on_anchors_and_explain_one_of_its_predictions(page
     accuracy = float(metric(page, "Test accuracy").get_by_test_id("stMetricValue").inner_text())
     assert 0.75 < accuracy <= 1.0  # the uploaded forest's accuracy on Adult's label column
     expect(page.get_by_text("adult_forest.onnx: ONNX classifier", exact=False).first).to_be_visible()
+    by_test_id(page, "stRadio").filter(has_text="Classifier").scroll_into_view_if_needed()
+    page.mouse.wheel(0, 250)
+    shot = artifacts / "own_model_anchors.png"
+    page.screenshot(path=str(shot))
+    publish_screenshot(shot, "own_model_anchors.png")
 
     set_number(page, "Coverage samples", 1000)
     submit(page, "Explain this prediction")
