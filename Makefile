@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test test-unit test-app test-e2e setup setup-dev browser bench clean
+.PHONY: run test test-unit test-app test-e2e test-ray setup setup-dev browser bench clean
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Lantern needs $(PYTHON) on PATH"; exit 1; }
@@ -44,6 +44,9 @@ test-app: setup-dev
 
 test-e2e: setup-dev
 	$(PY) -m pytest tests/e2e
+
+test-ray: setup-dev
+	$(PY) -m pytest tests/ray
 
 bench: setup-dev
 	$(PY) bench/aegmm_kdd.py && $(PY) bench/seq2seq.py && $(PY) bench/distillation.py && $(PY) bench/cem.py && $(PY) bench/anchors.py

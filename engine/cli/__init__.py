@@ -157,11 +157,10 @@ def _native_stderr_held():
 
 
 def import_engine() -> None:
-    """Import TensorFlow and the algorithm modules once, quietly."""
-    with _native_stderr_held():
-        import engine.ad  # noqa: F401
-        import engine.explainers  # noqa: F401
-        import engine.od  # noqa: F401
+    """Import TensorFlow and the algorithm modules."""
+    import engine.ad  # noqa: F401
+    import engine.explainers  # noqa: F401
+    import engine.od  # noqa: F401
 
 
 def _run_score(args: argparse.Namespace) -> int:
@@ -172,15 +171,18 @@ def _run_score(args: argparse.Namespace) -> int:
     writer = io.TableWriter(args.output)
     archive_path = io.check_readable(args.detector, "detector")
     archive = archive_path.read_bytes()
-    import_engine()
-    from engine.cli import score
     from engine.errors import ArchiveError
-    from engine.saving import load_detector
 
     try:
-        detector = load_detector(archive)
+        with _native_stderr_held():  # TensorFlow's start-up lines (imports, first network built)
+            import_engine()
+            from engine.saving import load_detector
+
+            detector = load_detector(archive)
     except ArchiveError as exc:
         raise UsageError(f"detector {archive_path}: {exc}") from exc
+    from engine.cli import score
+
     schema = io.schema(input_path)
     plan = score.plan_score(detector, input_path, schema, columns=_names(args.columns), keep=_names(args.keep),
                             feature_scores=args.feature_scores, batch_size=args.batch_size)
