@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import warnings
+from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
@@ -185,3 +186,67 @@ def _ray_failure(exc: BaseException) -> str:
     if "died" in text.lower() or "Died" in type(exc).__name__:
         return f"a Ray worker died during the run ({type(exc).__name__}: {text}); no output was written."
     return f"the run failed on Ray ({type(exc).__name__}: {text}); no output was written."
+
+
+class ExplainActor:
+    """One explainer, fitted once per actor on the training rows; explains a batch of rows per call."""
+
+    def __init__(self, model_bytes: bytes, model_name: str, spec, X_train, threads: int | None) -> None:
+        _limit_tensorflow_threads(threads)
+        from engine.cli.explain import build_explainer, model_on_worker
+
+        self.spec = spec
+        self.explainer = build_explainer(spec, model_on_worker(model_bytes, model_name), X_train)
+
+    def explain(self, X, first_row: int) -> list[dict]:
+        from engine.cli.explain import explain_rows
+
+        return explain_rows(self.explainer, self.spec, X, first_row)
+
+
+def explain_on_ray(model_path, spec, X_train, batches, writer, progress, *, address: str,
+                   workers: int | None = None, timeout_s: float | None = None) -> None:
+    """Explain batches of rows on a pool of :class:`ExplainActor`; writes every batch's lines in input order.
+
+    At most two batches per actor are in flight, so memory stays bounded whatever the file's size.
+    """
+    with ray_runtime(address, workers) as workers:
+        import ray
+        from ray.util import ActorPool
+
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        options: dict[str, Any] = {"num_cpus": 1, "max_restarts": 0, "max_task_retries": 0}
+        if address != "local":
+            options["scheduling_strategy"] = "SPREAD"
+        remote = ray.remote(ExplainActor).options(**options)
+        model_bytes = Path(model_path).read_bytes()
+        train_ref = ray.put(X_train)
+        threads = _threads_per_worker(address, workers)
+        actors = [remote.remote(model_bytes, Path(model_path).name, spec, train_ref, threads)
+                  for _ in range(workers)]
+        pool = ActorPool(actors)
+        in_flight, next_row = 0, 0
+
+        def collect() -> None:
+            records = pool.get_next(timeout=timeout_s)
+            writer.write(records)
+            progress.update(len(records))
+
+        try:
+            for X in batches:
+                pool.submit(lambda actor, job: actor.explain.remote(*job), (X, next_row))
+                next_row += len(X)
+                in_flight += 1
+                if in_flight >= 2 * workers:
+                    collect()
+                    in_flight -= 1
+            while pool.has_next():
+                collect()
+        except Exception as exc:  # noqa: BLE001 - Ray wraps what went wrong remotely; unwrap it
+            user_error = _user_error(exc)
+            if user_error is not None:
+                raise user_error from exc
+            if isinstance(exc, (UsageError, LanternError)):
+                raise
+            raise RayWorkerError(_ray_failure(exc)) from exc

@@ -276,3 +276,19 @@ def test_python_dash_m_engine_exits_2_with_one_line_for_a_bad_input(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"lantern: error: detector {tmp_path / 'missing.zip'}: no such file."]
     assert json is not None
+
+
+def test_an_archive_exported_by_the_app_pages_is_scored_by_its_column_names(archives, frame, tmp_path, capsys):
+    """The Tabular and Time-series outliers pages export ``to_bytes(threshold=..., feature_names_=columns)``."""
+    from engine.saving import detector_to_bytes
+    from ui.tasks import ArchivedDetector
+
+    held = ArchivedDetector(detector_to_bytes(load_detector(archives["unnamed"])))
+    exported = tmp_path / "from-the-app.lantern.zip"
+    exported.write_bytes(held.to_bytes(threshold=1.5, feature_names_=["d", "c", "b", "a"]))
+    assert load_detector(exported).feature_names_ == ["d", "c", "b", "a"]
+    code, _, err = _score(capsys, "--detector", exported, "--input", _write(frame.assign(e=0.0), tmp_path / "i.csv"),
+                          "--output", tmp_path / "o.csv")
+    assert code == 0, err
+    expected = load_detector(archives["unnamed"]).score(frame[["d", "c", "b", "a"]].to_numpy(np.float32))
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "o.csv")["instance_score"], expected, rtol=1e-5, atol=1e-5)
