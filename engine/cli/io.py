@@ -86,7 +86,8 @@ def read_batches(path: str | Path, columns: list[str], numeric: list[str], batch
     """Tables of ``batch_size`` rows (the last one shorter) holding ``columns``, in file order."""
     path = Path(path)
     if file_format(path, "input") == "parquet":
-        source = (b for b in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns))
+        source = (b for b in pq.ParquetFile(path, pre_buffer=False, buffer_size=4 * 1024 * 1024).iter_batches(
+            batch_size=batch_size, columns=columns))
     else:
         reader = pacsv.open_csv(
             path,

@@ -259,8 +259,11 @@ class Summary:
     skipped: int = 0
     seconds: float = 0.0
     started: float = field(default_factory=time.perf_counter)
+    first_batch_s: float | None = None  # start-up: until the first scored batch came back (Ray: actors built)
 
     def add(self, table: pa.Table) -> None:
+        if self.first_batch_s is None:
+            self.first_batch_s = time.perf_counter() - self.started
         self.rows += table.num_rows
         self.flagged += int(pc.sum(table.column("is_outlier")).as_py() or 0)
         self.skipped += int(table.column("is_outlier").null_count)
@@ -269,8 +272,9 @@ class Summary:
         self.seconds = time.perf_counter() - self.started
         rate = self.rows / self.seconds if self.seconds > 0 else float("nan")
         skipped = f", {self.skipped:,} skipped (see status)" if self.skipped else ""
+        first = f"; first batch after {self.first_batch_s:.1f} s" if self.first_batch_s is not None else ""
         return (f"lantern score: {self.rows:,} rows, {self.flagged:,} flagged{skipped}, "
-                f"{self.seconds:.1f} s ({rate:,.0f} rows/s) -> {output}")
+                f"{self.seconds:.1f} s ({rate:,.0f} rows/s{first}) -> {output}")
 
 
 def with_row_numbers(table: pa.Table, first: int) -> pa.Table:
