@@ -3,7 +3,8 @@
 Imported only when ``--ray`` is given, so a plain run never starts (or imports) Ray.
 
 - **Scoring** is a Ray Data pipeline: ``read_csv`` / ``read_parquet`` (only the needed columns, the
-  same Arrow conversion as in the process) → ``map_batches`` with :class:`ScoreActor`, an actor pool
+  same Arrow conversion as in the process; on a cluster the read tasks are pinned to the driver's node,
+  so the input need only be there) → ``map_batches`` with :class:`ScoreActor`, an actor pool
   in which every actor builds the detector once from the archive's *bytes* (so a node that cannot see
   the driver's files still gets it) → batches streamed back to the driver in input order
   (``preserve_order``), which numbers the rows and writes them. Row-wise detectors only: a Seq2Seq
@@ -132,15 +133,24 @@ def score_on_ray(archive: bytes, plan, input_path, writer: io.TableWriter, progr
         context.target_max_block_size = min(max(plan.batch_size * row_bytes, 64 * 1024), 128 * 1024 * 1024)
         if address != "local":
             context.scheduling_strategy = "SPREAD"  # actors on as many nodes as there are
-        path = str(input_path)
-        if io.file_format(input_path, "input") == "parquet":
-            dataset = ray.data.read_parquet(path, columns=plan.columns, partitioning=None)
-        else:
-            dataset = ray.data.read_csv(
-                path, partitioning=None,
-                read_options=pacsv.ReadOptions(block_size=min(io.CSV_BLOCK_BYTES, 1024 * 1024)),
-                convert_options=io.csv_convert_options(plan.columns, plan.features),
-            )
+        path = str(Path(input_path).resolve())
+        read_args: dict[str, Any] = {}
+        if address != "local":
+            # The input need only be on this machine: its read tasks run on the driver's node.
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            here = ray.get_runtime_context().get_node_id()
+            read_args["ray_remote_args"] = {"scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=False)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # ray_remote_args: no named equivalent in 2.60
+            if io.file_format(input_path, "input") == "parquet":
+                dataset = ray.data.read_parquet(path, columns=plan.columns, partitioning=None, **read_args)
+            else:
+                dataset = ray.data.read_csv(
+                    path, partitioning=None,
+                    read_options=pacsv.ReadOptions(block_size=min(io.CSV_BLOCK_BYTES, 1024 * 1024)),
+                    convert_options=io.csv_convert_options(plan.columns, plan.features), **read_args,
+                )
         with warnings.catch_warnings():
             # max_restarts=0 is the documented way to turn off actor restarts in map_batches; Ray 2.60 warns on
             # any extra remote argument.

@@ -131,3 +131,36 @@ def test_a_worker_killed_mid_run_ends_the_run_with_a_clear_error(archive, tmp_pa
     assert last.startswith("lantern: error: a Ray worker died during the run"), err[-3000:]
     assert "no output was written" in last
     assert not output.exists() and not partial.exists()
+
+
+@pytest.fixture(scope="module")
+def onnx_classifier(tmp_path_factory):
+    """A scikit-learn classifier as an ONNX file, its training rows and rows to explain."""
+    pytest.importorskip("engine.predictors", reason="engine.predictors (own models) is not on this branch yet")
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    folder = tmp_path_factory.mktemp("explain")
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 4)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    model = LogisticRegression(max_iter=300).fit(X, y)
+    (folder / "model.onnx").write_bytes(to_onnx(model, X[:1], options={id(model): {"zipmap": False}})
+                                        .SerializeToString())
+    columns = ["f0", "f1", "f2", "f3"]
+    pd.DataFrame(X[:250], columns=columns).to_csv(folder / "train.csv", index=False)
+    pd.DataFrame(X[250:258], columns=columns).to_parquet(folder / "rows.parquet", index=False)
+    return folder
+
+
+def test_explanations_on_ray_equal_the_in_process_ones_line_for_line(onnx_classifier, tmp_path):
+    folder = onnx_classifier
+    common = ["explain", "anchors", "--model", folder / "model.onnx", "--train", folder / "train.csv",
+              "--input", folder / "rows.parquet", "--batch-size", 3, "--seed", 7]
+    here = run_lantern(*common, "--output", tmp_path / "here.jsonl")
+    assert here.returncode == 0, here.stderr[-2000:]
+    on_ray = run_lantern(*common, "--output", tmp_path / "ray.jsonl", "--ray", "local", "--workers", 2)
+    assert on_ray.returncode == 0, on_ray.stderr[-3000:]
+    lines = (tmp_path / "ray.jsonl").read_text().splitlines()
+    assert len(lines) == 8
+    assert lines == (tmp_path / "here.jsonl").read_text().splitlines()
