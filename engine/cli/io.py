@@ -82,12 +82,18 @@ def csv_convert_options(columns: list[str], numeric: list[str]) -> pacsv.Convert
     )
 
 
-def read_batches(path: str | Path, columns: list[str], numeric: list[str], batch_size: int) -> Iterator[pa.Table]:
-    """Tables of ``batch_size`` rows (the last one shorter) holding ``columns``, in file order."""
+def read_batches(path: str | Path, columns: list[str], numeric: list[str], batch_size: int,
+                 row_group: int | None = None) -> Iterator[pa.Table]:
+    """Tables of ``batch_size`` rows (the last one shorter) holding ``columns``, in file order.
+
+    ``row_group`` reads only that row group of a Parquet file (see :func:`read_units`).
+    """
     path = Path(path)
     if file_format(path, "input") == "parquet":
-        source = (b for b in pq.ParquetFile(path, pre_buffer=False, buffer_size=4 * 1024 * 1024).iter_batches(
-            batch_size=batch_size, columns=columns))
+        # Without pre-buffering, a row group is read a few MiB at a time instead of all at once.
+        reader = pq.ParquetFile(path, pre_buffer=False, buffer_size=4 * 1024 * 1024)
+        groups = None if row_group is None else [row_group]
+        source = (b for b in reader.iter_batches(batch_size=batch_size, columns=columns, row_groups=groups))
     else:
         reader = pacsv.open_csv(
             path,
@@ -108,6 +114,23 @@ def read_batches(path: str | Path, columns: list[str], numeric: list[str], batch
                 pending, held = [], 0
     if held:
         yield pa.Table.from_batches(pending).select(columns)
+
+
+def read_units(path: str | Path) -> list[dict]:
+    """Pieces of the file that can be read apart, each with the number of its first row.
+
+    A Parquet file's row groups (numbered from its metadata), or a CSV file as one piece (its rows
+    can only be counted by reading them).
+    """
+    path = Path(path)
+    if file_format(path, "input") != "parquet":
+        return [{"path": str(path), "row_group": -1, "first_row": 0}]
+    metadata = pq.ParquetFile(path).metadata
+    units, first = [], 0
+    for group in range(metadata.num_row_groups):
+        units.append({"path": str(path), "row_group": group, "first_row": first})
+        first += metadata.row_group(group).num_rows
+    return units
 
 
 def _csv_batches(reader, path: Path, names: list[str]) -> Iterator[pa.RecordBatch]:

@@ -2,12 +2,14 @@
 
 Imported only when ``--ray`` is given, so a plain run never starts (or imports) Ray.
 
-- **Scoring** is a Ray Data pipeline: ``read_csv`` / ``read_parquet`` (only the needed columns, the
-  same Arrow conversion as in the process; on a cluster the read tasks are pinned to the driver's node,
-  so the input need only be there) → ``map_batches`` with :class:`ScoreActor`, an actor pool
+- **Scoring** is a Ray Data pipeline: read tasks (one per Parquet row group, one for a CSV file) that
+  run the command's own streaming reader, so the numbers are parsed exactly as in the process, and
+  number every row (on a cluster they are pinned to the driver's node, so the input need only be
+  there) → ``map_batches`` with :class:`ScoreActor`, an actor pool
   in which every actor builds the detector once from the archive's *bytes* (so a node that cannot see
   the driver's files still gets it) → batches streamed back to the driver in input order
-  (``preserve_order``), which numbers the rows and writes them. Row-wise detectors only: a Seq2Seq
+  (``preserve_order``, and the row numbers: a batch that comes back ahead of its turn waits on the
+  driver until the rows before it are written). Row-wise detectors only: a Seq2Seq
   series must be read in order by one process.
 - **Explanations** go to a pool of :class:`ExplainActor`: each fits one explainer and explains a
   batch of rows at a time; batches are handed out as actors free up and the answers are put back in
@@ -20,14 +22,16 @@ rather than retrying quietly or waiting for ever.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import os
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
 from engine.cli import io
 from engine.cli.io import UsageError
@@ -87,6 +91,32 @@ def _limit_tensorflow_threads(threads: int | None) -> None:
         pass
 
 
+ROW_KEY = "__lantern_row"
+
+
+def _read_unit(units: pa.Table, *, columns: list[str], numeric: list[str], batch_size: int) -> Iterator[pa.Table]:
+    """A Ray Data step: read one piece of the input (see :func:`engine.cli.io.read_units`), rows numbered."""
+    for unit in units.to_pylist():
+        first = int(unit["first_row"])
+        group = None if unit["row_group"] < 0 else int(unit["row_group"])
+        for table in io.read_batches(unit["path"], columns, numeric, batch_size, row_group=group):
+            numbers = np.arange(first, first + table.num_rows, dtype=np.int64)
+            first += table.num_rows
+            yield table.append_column(ROW_KEY, pa.array(numbers))
+
+
+def _contiguous_runs(table: pa.Table) -> Iterator[tuple[int, pa.Table]]:
+    """``table``'s rows in order of their numbers, cut where the numbers jump: (first number, run)."""
+    numbers = table.column(ROW_KEY).to_numpy()
+    if numbers.size and np.any(np.diff(numbers) < 0):
+        order = np.argsort(numbers, kind="stable")
+        table, numbers = table.take(pa.array(order)), numbers[order]
+    cuts = [0, *(np.flatnonzero(np.diff(numbers) != 1) + 1).tolist(), len(numbers)]
+    for start, stop in zip(cuts[:-1], cuts[1:]):
+        if stop > start:
+            yield int(numbers[start]), table.slice(start, stop - start)
+
+
 class ScoreActor:
     """One Ray Data worker: the detector built once from the archive's bytes, then batch after batch."""
 
@@ -105,7 +135,7 @@ class ScoreActor:
     def __call__(self, batch: pa.Table) -> pa.Table:
         from engine.cli.score import score_rows
 
-        out = score_rows(self.detector, batch, self.plan)
+        out = score_rows(self.detector, batch, self.plan).append_column(ROW_KEY, batch.column(ROW_KEY))
         if self.node_id is not None:
             out = out.append_column("ray_node", pa.array([self.node_id] * out.num_rows, pa.string()))
         return out
@@ -133,46 +163,53 @@ def score_on_ray(archive: bytes, plan, input_path, writer: io.TableWriter, progr
         context.target_max_block_size = min(max(plan.batch_size * row_bytes, 64 * 1024), 128 * 1024 * 1024)
         if address != "local":
             context.scheduling_strategy = "SPREAD"  # actors on as many nodes as there are
-        path = str(Path(input_path).resolve())
+        # Read with the command's own reader, one task per Parquet row group (or one for a CSV file), each
+        # row numbered from the file's metadata; the driver writes rows by these numbers, so the output is in
+        # input order even where a stage hands batches on out of order.
+        units = io.read_units(Path(input_path).resolve())
         read_args: dict[str, Any] = {}
         if address != "local":
             # The input need only be on this machine: its read tasks run on the driver's node.
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             here = ray.get_runtime_context().get_node_id()
-            read_args["ray_remote_args"] = {"scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=False)}
+            read_args["scheduling_strategy"] = NodeAffinitySchedulingStrategy(here, soft=False)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # ray_remote_args: no named equivalent in 2.60
-            if io.file_format(input_path, "input") == "parquet":
-                dataset = ray.data.read_parquet(path, columns=plan.columns, partitioning=None, **read_args)
-            else:
-                dataset = ray.data.read_csv(
-                    path, partitioning=None,
-                    read_options=pacsv.ReadOptions(block_size=min(io.CSV_BLOCK_BYTES, 1024 * 1024)),
-                    convert_options=io.csv_convert_options(plan.columns, plan.features), **read_args,
-                )
-        with warnings.catch_warnings():
-            # max_restarts=0 is the documented way to turn off actor restarts in map_batches; Ray 2.60 warns on
-            # any extra remote argument.
+            # max_restarts=0 is the documented way to turn off actor restarts in map_batches, and node affinity
+            # has no named parameter; Ray 2.60 warns on any such remote argument.
             warnings.simplefilter("ignore", DeprecationWarning)
-            scored = dataset.map_batches(
+            rows = ray.data.from_items(units, override_num_blocks=len(units)).map_batches(
+                _read_unit, batch_size=1, batch_format="pyarrow", num_cpus=1,
+                fn_kwargs={"columns": plan.columns, "numeric": plan.features, "batch_size": plan.batch_size},
+                **read_args,
+            )
+            scored = rows.map_batches(
                 ScoreActor,
                 fn_constructor_kwargs={"archive": archive, "plan": plan, "node_column": node_column,
                                        "threads": _threads_per_worker(address, workers)},
-                batch_size=plan.batch_size, batch_format="pyarrow", zero_copy_batch=True,
+                batch_size=None, batch_format="pyarrow", zero_copy_batch=True,
                 compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1, max_restarts=0,
             )
         summary = Summary()
+        ahead: list[tuple[int, int, pa.Table]] = []  # runs of rows that came back before their turn (a heap)
+        arrivals = itertools.count()
         try:
             for table in scored.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
-                writer.write(with_row_numbers(table, summary.rows))
-                summary.add(table)
-                progress.update(table.num_rows)
+                for first, run in _contiguous_runs(table):
+                    heapq.heappush(ahead, (first, next(arrivals), run))
+                while ahead and ahead[0][0] == summary.rows:
+                    run = heapq.heappop(ahead)[2].drop_columns([ROW_KEY])
+                    writer.write(with_row_numbers(run, summary.rows))
+                    summary.add(run)
+                    progress.update(run.num_rows)
         except Exception as exc:  # noqa: BLE001 - Ray wraps what went wrong remotely; unwrap it below
             user_error = _user_error(exc)
             if user_error is not None:
                 raise user_error from exc
             raise RayWorkerError(_ray_failure(exc)) from exc
+        if ahead:
+            raise RayWorkerError(f"rows from {ahead[0][0]:,} on came back but row {summary.rows:,} never did; "
+                                 "no output was written.")
         return summary
 
 

@@ -292,3 +292,13 @@ def test_an_archive_exported_by_the_app_pages_is_scored_by_its_column_names(arch
     assert code == 0, err
     expected = load_detector(archives["unnamed"]).score(frame[["d", "c", "b", "a"]].to_numpy(np.float32))
     np.testing.assert_allclose(pd.read_csv(tmp_path / "o.csv")["instance_score"], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_rows_that_come_back_out_of_order_from_ray_are_put_back_in_order_by_their_numbers():
+    import pyarrow as pa
+
+    from engine.cli.ray_backend import ROW_KEY, _contiguous_runs
+
+    table = pa.table({ROW_KEY: [7, 8, 3, 4, 5, 9], "x": ["h", "i", "d", "e", "f", "j"]})
+    runs = [(first, run.column("x").to_pylist()) for first, run in _contiguous_runs(table)]
+    assert runs == [(3, ["d", "e", "f"]), (7, ["h", "i", "j"])]
