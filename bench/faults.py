@@ -9,7 +9,11 @@ Two ``streamlit run app.py`` servers on 127.0.0.1 (see bench/loadtest.py for the
 * **tight** -- ``LANTERN_JOB_TIME_BUDGET_S=5`` and ``LANTERN_MAX_CONCURRENT_JOBS=1``: a job over its time
   budget, and two tabs of one user training at once with one slot (one is queued);
 
-and, in this process, detector archives with tampered JSON loaded through ``engine.saving.load_detector``.
+and, in this process, detector archives with tampered JSON loaded through ``engine.saving.load_detector``, and
+hostile model files (truncated ONNX, an ONNX regressor, a ``.keras`` with a Lambda layer, a ``.skops`` with an
+untrusted type, a file 10x over the size limit, a zip bomb named ``.keras``, random bytes, an ONNX whose weights
+name a file of the server) loaded through
+``engine.predictors.load_predictor``.
 
 Every wait is bounded; each case records what was expected, what was observed, and pass/fail.
 
@@ -17,6 +21,7 @@ Run::
 
     .venv/bin/python bench/faults.py                 # all cases, about 5-8 min on a loaded 2-core machine
     .venv/bin/python bench/faults.py --only archive  # cases whose name contains a word
+    .venv/bin/python bench/faults.py --only model    # the hostile model files only (no browser, seconds)
     .venv/bin/python bench/faults.py --write-doc     # also replace the fault table in docs/RELIABILITY.md
 
 Results: a markdown table on stdout and ``bench/results/faults.json``.
@@ -427,6 +432,115 @@ def case_tampered_archives() -> dict:
                      results=results)
 
 
+# -- hostile model files (in process) -------------------------------------------------------------------
+def _user_function(x):
+    """A function of the uploader's own, which a .skops file can only name, and skops does not trust."""
+    return x
+
+
+def case_hostile_models() -> dict:
+    """Model files a visitor could upload as "my own model", each given to ``engine.predictors.load_predictor``."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+    import numpy as np
+    import skops.io as sio
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from engine.errors import ModelError
+    from engine.predictors import DEFAULT_MAX_MB, load_predictor
+
+    case = Case("hostile model files", "in process (engine.predictors.load_predictor, trusted mode on)",
+                "every hostile file is refused with a ModelError naming the problem, before any of its code runs "
+                "or it is unpacked")
+    X, y = load_iris(return_X_y=True)
+    X = X.astype("float32")
+    good_onnx = to_onnx(LogisticRegression(max_iter=500).fit(X, y), X[:1]).SerializeToString()
+    assert load_predictor(good_onnx).n_classes == 3
+    tmp = Path(tempfile.mkdtemp(prefix="lantern-faults-"))
+
+    def keras_lambda() -> Path:
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x * 2),
+                                  keras.layers.Dense(3, activation="softmax")])
+        model.save(tmp / "lambda.keras")
+        return tmp / "lambda.keras"
+
+    def untrusted_skops() -> bytes:
+        model = make_pipeline(FunctionTransformer(_user_function), LogisticRegression(max_iter=500)).fit(X, y)
+        return sio.dumps(model)
+
+    def over_limit() -> Path:
+        with open(tmp / "huge.onnx", "wb") as f:  # sparse: 10x the size limit, nothing written
+            f.truncate(10 * DEFAULT_MAX_MB * 2**20)
+        return tmp / "huge.onnx"
+
+    def keras_zip_bomb() -> Path:
+        with zipfile.ZipFile(tmp / "bomb.keras", "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+            zf.writestr("metadata.json", b'{"keras_version": "3.15.1"}')
+            zf.writestr("config.json", b'{"module": "keras", "class_name": "Sequential", "config": {}}')
+            with zf.open("model.weights.h5", "w", force_zip64=True) as member:
+                chunk = b"\0" * 2**24
+                for _ in range(GIB // len(chunk)):
+                    member.write(chunk)
+        return tmp / "bomb.keras"
+
+    def onnx_external_data() -> bytes:
+        from onnx import TensorProto, helper, numpy_helper
+        from onnx.external_data_helper import set_external_data
+
+        weights = numpy_helper.from_array(np.zeros((4, 3), np.float32), "w")
+        set_external_data(weights, location="pyproject.toml", offset=0, length=48)  # a file of the server's cwd
+        weights.ClearField("raw_data")
+        weights.data_location = TensorProto.EXTERNAL
+        graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["z"]),
+                                   helper.make_node("Softmax", ["z"], ["p"], axis=1)], "g",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+                                  [helper.make_tensor_value_info("p", TensorProto.FLOAT, [None, 3])], [weights])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
+
+    hostile = {
+        "truncated ONNX": lambda: good_onnx[: len(good_onnx) // 2],
+        "ONNX regressor (output is not a probability)": lambda: to_onnx(LinearRegression().fit(X, y), X[:1])
+        .SerializeToString(),
+        ".keras with a Lambda layer": keras_lambda,
+        ".skops with an untrusted type (a FunctionTransformer of the user's function)": untrusted_skops,
+        "a 1,000 MB .onnx (limit 100 MB)": over_limit,
+        "zip bomb named .keras (1 GiB of zeros in about 1 MB)": keras_zip_bomb,
+        "random bytes": lambda: np.random.default_rng(0).bytes(4096),
+        "ONNX whose weights name a server file (external data)": onnx_external_data,
+    }
+    results, seconds = {}, {}
+    for name, make in hostile.items():
+        try:
+            source = make()
+        except Exception as exc:
+            results[name] = f"could not make the file ({type(exc).__name__}: {exc})"
+            continue
+        started = time.monotonic()
+        try:
+            load_predictor(source, trusted=True)
+            results[name] = "LOADED"
+        except ModelError as exc:
+            results[name] = f"ModelError: {exc}"
+        except Exception as exc:
+            results[name] = f"{type(exc).__name__} (not a ModelError): {exc}"
+        seconds[name] = round(time.monotonic() - started, 3)
+    for leftover in tmp.iterdir():
+        leftover.unlink()
+    tmp.rmdir()
+    refused_n = sum(v.startswith("ModelError") for v in results.values())
+    return case.done(refused_n == len(results),
+                     f"{refused_n}/{len(results)} hostile model files refused with ModelError, each within "
+                     f"{1000 * max(seconds.values(), default=0):.0f} ms",
+                     results=results, seconds=seconds)
+
+
 # -- main ------------------------------------------------------------------------------------------------
 async def run_browser_cases(args, chosen) -> list[dict]:
     from playwright.async_api import async_playwright
@@ -452,6 +566,9 @@ async def run_browser_cases(args, chosen) -> list[dict]:
                     "wide rows over the cell limit", "largest upload within every limit")
     default_names = ("tab closed mid-training", "training cancelled (Cancel button)") + upload_names + (
         "two tabs of one user (2 slots)",)
+    tight_names = ("job over its time budget", "two tabs of one user (1 slot)")
+    if not any(chosen(n) for n in default_names + tight_names):
+        return records
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(lt.CHROMIUM), args=lt.CHROMIUM_ARGS)
         try:
@@ -502,7 +619,6 @@ async def run_browser_cases(args, chosen) -> list[dict]:
                                                         expect_queue=False), "two tabs of one user (2 slots)")
                 finally:
                     server.stop()
-            tight_names = ("job over its time budget", "two tabs of one user (1 slot)")
             if any(chosen(n) for n in tight_names):
                 server = lt.Server(WORK / "server-tight.log",
                                    env={"LANTERN_JOB_TIME_BUDGET_S": "5", "LANTERN_MAX_CONCURRENT_JOBS": "1"})
@@ -552,6 +668,11 @@ def main() -> None:
     if chosen("detector archive with tampered JSON"):
         print("case: detector archive with tampered JSON …", flush=True)
         record = case_tampered_archives()
+        print(f"  {'PASS' if record['passed'] else 'FAIL'}: {record['observed']}", flush=True)
+        records.append(record)
+    if chosen("hostile model files"):
+        print("case: hostile model files …", flush=True)
+        record = case_hostile_models()
         print(f"  {'PASS' if record['passed'] else 'FAIL'}: {record['observed']}", flush=True)
         records.append(record)
     table = markdown(records)

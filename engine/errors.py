@@ -37,3 +37,8 @@ class TrainingDivergedError(LanternError, RuntimeError):
 
 class TrainingCancelled(LanternError):
     """Training was cancelled through its cancel token; nothing half-trained is kept."""
+
+
+class ModelError(LanternError, ValueError):
+    """A model file cannot be used as a predictor: unreadable, unsafe, too large, not a classifier giving class
+    probabilities, or not fitting the chosen columns. The message says which, and how to export it so it fits."""

@@ -12,11 +12,11 @@ import streamlit as st
 
 from engine.ad.attacks import AttackResult
 from engine.datasets import get_dataset
-from engine.errors import DataError
+from engine.errors import DataError, ModelError
 from engine.metrics import ScoreCurves, score_curves
 from engine.tabular import classification_data
 from engine.training import TrainingHistory
-from ui import charts, downloads, images, training
+from ui import charts, downloads, images, own_model, training
 from ui import data as ui_data
 from ui.settings import SETTINGS
 from ui.tasks import ArchivedDetector, TrainedNetwork
@@ -103,22 +103,31 @@ def prepare(table, features, label, image_shape, test_share, max_train, seed) ->
 @dataclass
 class ClassifierRun:
     data: Prepared
-    classifier: TrainedNetwork  # the trained keras classifier, as its spec and weights
+    classifier: TrainedNetwork | None  # the keras classifier trained here, as its spec and weights
     network: str
-    history: TrainingHistory
+    history: TrainingHistory | None
     train_accuracy: float
     test_accuracy: float
+    own: own_model.OwnModel | None = None  # an uploaded model, used instead of one trained here
+    class_map: own_model.ClassMap | None = None
+
+    @property
+    def transfer_attack(self) -> bool:
+        """An uploaded black-box model has no gradients: the attack is made against the distilled model."""
+        return self.own is not None and not self.own.white_box
 
 
 @dataclass
 class DetectorRun:
     classifier_run: ClassifierRun
-    model: ArchivedDetector  # the distilled ModelDistillation, as the worker sent it back
+    model: ArchivedDetector | None  # the distilled ModelDistillation, as the worker sent it back (None: own model)
     temperature: float
     epochs_run: int
     calibration_scores: np.ndarray
     agreement: float  # share of held-out clean rows where student and classifier predict the same class
     threshold: float | None = None  # the slider's threshold on the last run; the detector download carries it
+    student: TrainedNetwork | None = None  # distilled from an uploaded model: the student alone (no archive)
+    student_info: dict | None = None  # its output kinds and classes, as the distil task reported them
 
 
 @dataclass
@@ -153,17 +162,70 @@ def train_classifier_job(data: Prepared, network: str, controls) -> None:
         training.forget(ATTACK_JOB)
 
 
+def for_own_model(data: Prepared, model: own_model.OwnModel) -> tuple[Prepared, own_model.ClassMap]:
+    """The prepared data with the model's classes (``class_names`` its outputs, labels its columns).
+
+    Accuracies and harmfulness need every label value to be a class of the model: a clear error otherwise.
+    """
+    model.predictor.check(data.raw(data.X_fit))
+    class_map = own_model.ClassMap.between(model.class_names, data.class_names)
+    if class_map.unmatched:
+        raise ModelError(f"{class_map.message()} Adversarial detection measures the model against the label: "
+                         "choose the label column the model was trained to predict.")
+    data.class_names = class_map.shown_names
+    data.y_fit = class_map.labels_for_model(data.y_fit)
+    data.y_test = class_map.labels_for_model(data.y_test)
+    return data, class_map
+
+
+def use_own_model_job(data: Prepared, model: own_model.OwnModel, class_map: own_model.ClassMap) -> None:
+    """Start step 1 with an uploaded model: its accuracy on the training and test rows (in a job thread)."""
+    def use(job) -> ClassifierRun:
+        job.set_stage("predicting the rows with your model", 0.0)
+        train_proba = own_model.predict_in_batches(model.predictor, data.raw(data.X_fit))
+        test_proba = own_model.predict_in_batches(model.predictor, data.raw(data.X_test))
+        train_accuracy = own_model.accuracy(train_proba, data.y_fit)
+        test_accuracy = own_model.accuracy(test_proba, data.y_test)
+        job.set_stage(f"your model is ready, test accuracy {test_accuracy:.3f}", 1.0)
+        return ClassifierRun(data, None, own_model.describe(model), None, train_accuracy, test_accuracy, own=model,
+                             class_map=class_map)
+
+    if training.start(CLASSIFIER_JOB, f"Use {model.file_name} on {data.table_name}", use) is not None:
+        training.forget(DISTIL_JOB)
+        training.forget(ATTACK_JOB)
+
+
+def own_model_task_inputs(run: ClassifierRun) -> tuple[dict, dict]:
+    """How a task gets the uploaded model: its file's bytes (reloaded there, in a thread or a worker) and the
+    unit change from the page's [0, 1] scale back to the table's values."""
+    model, data = run.own, run.data
+    params = {"own": {"kind": model.kind, "trusted": SETTINGS.trusted_mode, "max_mb": SETTINGS.max_model_mb,
+                      "white_box": model.white_box}}
+    return params, {"model": model.as_array(), "low": data.low, "span": data.span}
+
+
 def distil_job(run: ClassifierRun, temperature: float, loss_type: str, controls) -> None:
     """Start step 2: the detector is distilled in a worker (``adversarial.distil``)."""
     data = run.data
 
     def finish(values: dict, out: dict) -> DetectorRun:
+        if run.own is not None:
+            return DetectorRun(run, None, temperature, values["history"]["epochs_run"], out["scores"],
+                               values["agreement"], student=TrainedNetwork.from_answer(
+                                   values["student"]["spec"], out, prefix="student"), student_info=values["student"])
         return DetectorRun(run, ArchivedDetector(out["archive"].tobytes()), temperature,
                            values["history"]["epochs_run"], out["scores"], values["agreement"])
 
-    params = {**controls.params(), "teacher": run.classifier.spec, "temperature": temperature, "loss_type": loss_type,
+    params = {**controls.params(), "temperature": temperature, "loss_type": loss_type,
               "data_type": "image" if data.image_shape else "tabular"}
-    arrays = {**run.classifier.arrays(), "X_fit": data.X_fit, "X_calibration": data.X_calibration}
+    arrays = {"X_fit": data.X_fit, "X_calibration": data.X_calibration}
+    if run.own is not None:
+        own_params, own_arrays = own_model_task_inputs(run)
+        params.update(own_params)
+        arrays.update(own_arrays)
+    else:
+        params["teacher"] = run.classifier.spec
+        arrays.update(run.classifier.arrays())
     if training.start_task(DISTIL_JOB, "Distil detector", "adversarial.distil", params, arrays, finish) is not None:
         training.forget(ATTACK_JOB)  # the attack's scores came from the previous detector
 
@@ -187,14 +249,22 @@ def attack_job(run: DetectorRun, method: str, norm: str, epsilon_relative: float
                                       np.r_[scores_clean, scores_adv[harmful]]) if harmful.any() else None
         name = {"fgsm": "FGSM", "pgd": f"PGD ({steps} steps)"}[method]
         description = f"{name}, {'L∞' if norm == 'inf' else 'L2'} ε = {epsilon_relative:g} of the data range"
+        if run.classifier_run.transfer_attack:
+            description += ", made against the distilled model (transfer attack)"
         return AttackRun(run, result, positions[:n], scores_clean, scores_adv, out["student_clean"],
                          out["student_adv"], curves, None if harmful_curves is None else harmful_curves.roc_auc,
                          description, values["notes"])
 
     params = {"method": method, "norm": norm, "epsilon_relative": epsilon_relative, "steps": steps, "seed": seed,
               "chunk_rows": ATTACK_CHUNK_ROWS}
-    arrays = {"archive": np.frombuffer(run.model.archive, dtype=np.uint8), "X": data.X_test[positions],
-              "y": data.y_test[positions]}
+    arrays = {"X": data.X_test[positions], "y": data.y_test[positions]}
+    if run.classifier_run.own is not None:
+        own_params, own_arrays = own_model_task_inputs(run.classifier_run)
+        params.update(own_params, student=run.student_info, temperature=run.temperature,
+                      loss_type=run.student_info["loss_type"])
+        arrays.update(own_arrays, **run.student.arrays())
+    else:
+        arrays["archive"] = np.frombuffer(run.model.archive, dtype=np.uint8)
     training.start_task(ATTACK_JOB, "Attack and score", "adversarial.attack", params, arrays, finish, kind="attack")
 
 
@@ -348,16 +418,22 @@ def results(run: AttackRun) -> None:
                              hide_index=True, key="adv:values")
         st.dataframe(predictions_table(run, i, bool(flag_clean[i]), bool(flag_adv[i])), hide_index=True,
                      key="adv:predictions")
-        st.caption(f"Table row {table_row}, true class {names[result.y[i]]}. The attack was made against the "
-                   "classifier only; the detector flags the input when the distilled model disagrees with it. The "
-                   "distilled model learns the classifier's probabilities softened by the temperature, so its own "
-                   "probabilities are lower.")
+        made_against = ("the distilled model (your model gives no gradients), then given to your model: a transfer "
+                        "attack" if det_run.classifier_run.transfer_attack else "the classifier only")
+        st.caption(f"Table row {table_row}, true class {names[result.y[i]]}. The attack was made against "
+                   f"{made_against}; the detector flags the input when the distilled model disagrees with the "
+                   "classifier. The distilled model learns the classifier's probabilities softened by the temperature, "
+                   "so its own probabilities are lower.")
 
     st.subheader("Export")
     left, right = st.columns(2)
     with left:
         downloads.csv_button("Scores CSV", lambda: scores_frame(run, flag_clean, flag_adv), "adversarial_scores.csv",
                              key="adv:csv")
+    if det_run.model is None:
+        st.caption("No detector archive for an uploaded model: Lantern's archive rebuilds the classifier from its own "
+                   "format, and your model is not in it. The scores CSV holds every score and prediction.")
+        return
     with right:
         downloads.archive_button("Detector archive", lambda: det_run.model.to_bytes(threshold=threshold),
                                  "model_distillation.lantern.zip", key="adv:archive")
@@ -411,6 +487,23 @@ if image_shape is not None:
     st.caption(f"{table.name}: images of {image_shape[0]} × {image_shape[1]} pixels, one per row"
                + (f"; the label is `{table.label}`." if table.label else "."))
 
+source = own_model.source_picker("adv:source", help="Train one on the chosen table, or upload a classifier you "
+                                                    "trained elsewhere: the detector is distilled from it and the "
+                                                    "attack aims at it.")
+own = None
+if source == "own":
+    own = own_model.model_uploader("adv:own_model")
+    if own is not None:
+        own_model.show_model(own)
+        st.caption(("The model names its inputs, so they are read from the table by name. "
+                    if own.predictor.feature_names else
+                    f"Choose its {own.predictor.n_features} feature column(s) below, in the order it was trained on. ")
+                   + "It gets them in the table's units; the page scales them to [0, 1] for the attack and maps "
+                     "them back. "
+                   + ("A Keras model is attacked directly (white box)." if own.white_box else
+                      "It has no gradients (black box): the attack is made against the distilled model and then "
+                      "given to your model (a transfer attack)."))
+
 with st.form("adv:setup", border=False):
     if image_shape is None or table.label is None:
         label = st.selectbox("Label column (the classes to predict)", columns, index=label_default, key="adv:label")
@@ -424,11 +517,19 @@ with st.form("adv:setup", border=False):
                                      "changes them.")
     else:
         features = feature_roles
-    networks = [k for k in NETWORKS if image_shape is not None or NETWORKS[k][1]["kind"] != "cnn"]
-    network = st.selectbox("Classifier network", networks, format_func=lambda k: NETWORKS[k][0], key="adv:network",
-                           help="The model to attack and protect; MLP 128-64 suits small data, a CNN suits images.")
-    with st.expander("Training and split settings"):
-        clf_controls = training.controls("adv:clf", epochs=30, batch_size=64)
+    network = None
+    if source == "train":
+        networks = [k for k in NETWORKS if image_shape is not None or NETWORKS[k][1]["kind"] != "cnn"]
+        network = st.selectbox("Classifier network", networks, format_func=lambda k: NETWORKS[k][0],
+                               key="adv:network",
+                               help="The model to attack and protect; MLP 128-64 suits small data, a CNN suits images.")
+    with st.expander("Training and split settings" if source == "train" else "Split settings"):
+        if source == "train":
+            clf_controls = training.controls("adv:clf", epochs=30, batch_size=64)
+            split_seed = clf_controls.seed
+        else:
+            split_seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="adv:own_seed",
+                                         help="Same seed, same split.")
         cols = st.columns(2)
         max_train = cols[0].number_input("Train on at most this many rows", 100, SETTINGS.max_train_rows,
                                          min(20_000, SETTINGS.max_train_rows), step=1000, key="adv:max_train",
@@ -436,22 +537,32 @@ with st.form("adv:setup", border=False):
         test_share = cols[1].slider("Test share", 0.1, 0.5, 0.25, 0.05, key="adv:test_share",
                                     help="Rows kept out of training, stratified by class: they are attacked. A fifth "
                                          "of the remaining rows is also held out to set the detector's threshold.")
-    train_clicked = st.form_submit_button("Train classifier", type="primary", icon=":material/model_training:",
-                                          key="adv:train")
+    train_clicked = st.form_submit_button("Train classifier" if source == "train" else "Use this model",
+                                          type="primary", icon=":material/model_training:", key="adv:train",
+                                          disabled=source == "own" and own is None)
 
 if train_clicked:
     features = [c for c in features if c != label]
     try:
+        if own is not None:
+            features = own_model.input_columns(own.predictor.feature_names, own.predictor.n_features, features,
+                                               columns, label)
         if not features:
             raise DataError("no feature columns are selected; pick at least one numeric column.")
         if len(features) > MAX_FEATURES:
             raise DataError(f"{len(features):,} feature columns are selected; at most {MAX_FEATURES:,} are allowed.")
-        prepared = prepare(table, features, label, image_shape, float(test_share), int(max_train),
-                           clf_controls.seed)
+        prepared = prepare(table, features, label, image_shape, float(test_share), int(max_train), int(split_seed))
+        if own is not None:
+            prepared, class_map = for_own_model(prepared, own)
     except DataError as exc:
         ui_data.show_data_error(exc)
+    except ModelError as exc:
+        st.error(f"**{own.file_name}** does not fit these columns: {exc}", icon=":material/error:")
     else:
-        train_classifier_job(prepared, network, clf_controls)
+        if own is not None:
+            use_own_model_job(prepared, own, class_map)
+        else:
+            train_classifier_job(prepared, network, clf_controls)
 
 training.panel(CLASSIFIER_JOB)
 clf_run: ClassifierRun | None = training.result(CLASSIFIER_JOB)
@@ -466,8 +577,11 @@ if clf_run is not None:
     cols[3].metric("Held-out clean rows", f"{len(data.X_calibration):,}",
                    help="Seen by neither model; the threshold is a percentile of their scores.")
     cols[4].metric("Test rows", f"{len(data.X_test):,}")
+    if clf_run.class_map is not None and clf_run.class_map.message():
+        st.warning(clf_run.class_map.message(), icon=":material/warning:")
     st.caption(f"{clf_run.network} on {data.table_name}: {len(data.feature_names):,} features scaled to [0, 1] "
-               f"({'one range for all pixels' if data.image_shape else 'per feature'}, from the training rows), "
+               + ("for the attack (your model gets them back in the table's units) " if clf_run.own else "")
+               + f"({'one range for all pixels' if data.image_shape else 'per feature'}, from the training rows), "
                f"{len(data.class_names)} classes, split by {data.split}. "
                + " ".join(note[:1].upper() + note[1:] for note in data.notes))
 
@@ -487,7 +601,9 @@ else:
                                        "attacks lower.")
         distil_controls = training.controls("adv:distil", epochs=25, batch_size=128)
         st.caption("The distilled model is a wide MLP (512-512). More epochs help: 50 gives the best detection in "
-                   "the benchmarks; 25 is a quick start.")
+                   "the benchmarks; 25 is a quick start."
+                   + (" It learns your model's probabilities on the training rows: your model is only called, "
+                      "never changed." if clf_run.own else ""))
         distil_clicked = st.form_submit_button("Distil detector", type="primary", icon=":material/model_training:",
                                                key="adv:distil")
     if distil_clicked:
@@ -511,6 +627,13 @@ if det_run is None:
         st.info("Distil the detector first (step 2), then attack the classifier and see whether it is caught.")
 else:
     n_test = len(det_run.classifier_run.data.X_test)
+    if det_run.classifier_run.transfer_attack:
+        st.info("**Transfer attack**: your model is a black box (no gradients), so FGSM and PGD are made against the "
+                "distilled model; the attacked rows are then given to your model and to the detector. Harmful rate "
+                "and accuracy are your model's on those rows.", icon=":material/swap_horiz:")
+    elif det_run.classifier_run.own is not None:
+        st.info("**White box**: your Keras model gives gradients, so the attack aims at it directly.",
+                icon=":material/functions:")
     with st.form("adv:attack-form", border=False):
         cols = st.columns(3)
         method = cols[0].radio("Attack", ["pgd", "fgsm"], horizontal=True, key="adv:method",

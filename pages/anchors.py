@@ -10,11 +10,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from engine.errors import DataError
+from engine.errors import DataError, ModelError
 from engine.explainers import AnchorTabular
 from engine.explanation import Explanation
 from engine.tabular import ClassificationData, classification_data, find_split_column, train_forest
-from ui import charts, downloads, training
+from ui import charts, downloads, own_model, training
 from ui import data as ui_data
 from ui.settings import SETTINGS
 
@@ -30,21 +30,25 @@ MAX_COVERAGE_SAMPLES = 10_000
 
 @dataclass
 class ModelRun:
-    """A trained forest, its test-split predictions and an explainer fitted on its training rows."""
+    """A classifier (a forest trained here or an uploaded model), its test-split predictions and an explainer
+    fitted on its training rows."""
 
     data: ClassificationData
-    model: object  # sklearn RandomForestClassifier
+    predict_proba: object  # rows -> class probabilities
+    column_classes: list[str]  # the class name of each column of predict_proba
     explainer: AnchorTabular
     test_proba: np.ndarray
-    accuracy: float
+    accuracy: float | None  # None: the model's classes are not values of the label column
     table_name: str
+    description: str  # what the classifier is, for the caption
+    class_map: own_model.ClassMap | None = None  # an uploaded model: its classes against the label's values
 
     def class_of_column(self, column: int) -> str:
-        """Class name of a column of ``predict_proba`` (the forest only knows classes seen in training)."""
-        return self.data.class_names[int(self.model.classes_[int(column)])]
+        """Class name of a column of ``predict_proba`` (a forest only knows classes seen in training)."""
+        return self.column_classes[int(column)]
 
-    def class_names_of(self, codes) -> list[str]:
-        return [self.data.class_names[int(c)] for c in codes]
+    def predicted_classes(self, rows: np.ndarray) -> list[str]:
+        return [self.column_classes[int(c)] for c in np.asarray(self.predict_proba(rows)).argmax(axis=1)]
 
 
 @dataclass
@@ -73,7 +77,23 @@ def fit_model(job, data: ClassificationData, n_trees: int, max_depth: int, seed:
     built = len(model.estimators_)
     job.set_stage(f"{built} trees, test accuracy {accuracy:.3f}"
                   + (" (stopped at the time budget)" if built < n_trees else ""), 1.0)
-    return ModelRun(data, model, explainer, test_proba, accuracy, table_name)
+    column_classes = [data.class_names[int(c)] for c in model.classes_]
+    return ModelRun(data, model.predict_proba, column_classes, explainer, test_proba, accuracy, table_name,
+                    f"Random forest of {built} trees")
+
+
+def use_own_model(job, data: ClassificationData, model: own_model.OwnModel, table_name: str) -> ModelRun:
+    """An uploaded model on the chosen columns: its test-split predictions, accuracy and explainer."""
+    predictor = model.predictor
+    job.set_stage("predicting the test split with your model", 0.0)
+    test_proba = own_model.predict_in_batches(predictor, data.X_test)
+    class_map = own_model.ClassMap.between(model.class_names, data.class_names)
+    accuracy = own_model.accuracy(test_proba, class_map.labels_for_model(data.y_test))
+    job.set_stage("indexing the training rows for the explainer", 1.0)
+    explainer = AnchorTabular(predictor, data.feature_names, data.categorical_names, seed=0).fit(data.X_train)
+    job.set_stage("your model is ready" + ("" if accuracy is None else f", test accuracy {accuracy:.3f}"), 1.0)
+    return ModelRun(data, predictor, class_map.shown_names, explainer, test_proba, accuracy, table_name,
+                    own_model.describe(model), class_map)
 
 
 def explain_row(job, run: ModelRun, position: int, search: dict, seed: int) -> AnchorRun:
@@ -93,7 +113,7 @@ def explain_row(job, run: ModelRun, position: int, search: dict, seed: int) -> A
     different = []
     for examples in explanation.raw["examples"]:
         rows = examples["covered_false"]
-        different.append(run.class_names_of(run.model.predict(rows)) if len(rows) else [])
+        different.append(run.predicted_classes(rows) if len(rows) else [])
     status = "certified" if explanation.raw["success"] else "not certified"
     job.set_stage(f"{len(explanation.anchor)} rule(s), precision {explanation.precision:.3f}, {status}", 1.0)
     return AnchorRun(run, position, explanation, held_out, different)
@@ -144,22 +164,38 @@ if st.session_state.get("anchors:dataset_id") != dataset_id:
     st.session_state["anchors:dataset_id"] = dataset_id
     for key in ("anchors:label", "anchors:features"):
         st.session_state.pop(key, None)
+source = own_model.source_picker("anchors:source")
+own = None
+if source == "own":
+    own = own_model.model_uploader("anchors:own_model")
+    if own is not None:
+        own_model.show_model(own)
+        if own.predictor.feature_names:
+            st.caption("The model names its inputs, so they are read from the table by name: "
+                       f"{own_model.quoted(own.predictor.feature_names, limit=12)} (the feature picker is not used).")
+        else:
+            st.caption(f"Choose its {own.predictor.n_features} feature column(s) below, in the order it was trained "
+                       "on. Text columns reach the model as category codes 0, 1, … in alphabetical order of their "
+                       "values (missing last), numbers as they are.")
 with st.form("anchors:setup", border=False):
     label = st.selectbox("Label column (the classes to predict)", columns,
                          index=columns.index(table.label) if table.label in columns else 0, key="anchors:label",
-                         help="The random forest learns to predict this column; the anchors explain its predictions.")
+                         help="The classifier predicts this column (a forest trained here learns it; your own model's "
+                              "accuracy is measured on it); the anchors explain its predictions.")
     default_features = [c for c in columns if table.roles.get(c) in ("feature", "categorical")]
     features = st.multiselect("Feature columns", columns, default=default_features, key="anchors:features",
                               help="Text columns are coded as categories; the rules name their values. "
                                    f"At most {MAX_FEATURES} features.")
-    with st.expander("Classifier and split settings"):
+    with st.expander("Classifier and split settings" if source == "train" else "Split settings"):
         cols = st.columns(4)
-        n_trees = cols[0].number_input("Trees", 1, MAX_TREES, 50, step=10, key="anchors:trees",
-                                       help=f"Trees in the random forest (at most {MAX_TREES}).")
-        max_depth = cols[1].number_input("Max tree depth", 2, MAX_DEPTH, 12, key="anchors:depth",
-                                         help="Deeper trees fit more detail and make a larger model.")
+        n_trees, max_depth = 50, 12
+        if source == "train":
+            n_trees = cols[0].number_input("Trees", 1, MAX_TREES, 50, step=10, key="anchors:trees",
+                                           help=f"Trees in the random forest (at most {MAX_TREES}).")
+            max_depth = cols[1].number_input("Max tree depth", 2, MAX_DEPTH, 12, key="anchors:depth",
+                                             help="Deeper trees fit more detail and make a larger model.")
         model_seed = cols[2].number_input("Seed", 0, 2**31 - 1, 0, key="anchors:model_seed",
-                                          help="Same seed, same split and same forest.")
+                                          help="Same seed, same split (and same forest).")
         max_train = cols[3].number_input("Train on at most this many rows", 100, SETTINGS.max_train_rows,
                                          min(50_000, SETTINGS.max_train_rows), step=1000, key="anchors:max_train",
                                          help=f"A random sample beyond that (at most {SETTINGS.max_train_rows:,}).")
@@ -169,14 +205,18 @@ with st.form("anchors:setup", border=False):
                                     key="anchors:use_split")
         test_share = st.slider("Test share of a random split", 0.1, 0.5, 0.25, 0.05, key="anchors:test_share",
                                help="Used when there is no train / test column. The split is stratified by class.")
-    submitted = st.form_submit_button("Train classifier", type="primary", icon=":material/model_training:",
-                                      key="anchors:train")
+    submitted = st.form_submit_button("Train classifier" if source == "train" else "Use this model", type="primary",
+                                      icon=":material/model_training:", key="anchors:train",
+                                      disabled=source == "own" and own is None)
 
 if submitted:
     if label in features:
         features = [c for c in features if c != label]
         st.info(f"`{label}` is the label, so it was left out of the features.")
     try:
+        if own is not None:
+            features = own_model.input_columns(own.predictor.feature_names, own.predictor.n_features, features,
+                                               columns, label)
         if len(features) > MAX_FEATURES:
             raise DataError(f"{len(features)} feature columns are selected; at most {MAX_FEATURES} are allowed. "
                             "Leave some out.")
@@ -185,12 +225,20 @@ if submitted:
             split_column=split_column if use_split else None, test_size=float(test_share), seed=int(model_seed),
             max_train_rows=int(max_train),
         )
+        if own is not None:
+            own.predictor.check(data.X_train)
     except DataError as exc:
         ui_data.show_data_error(exc)
+    except ModelError as exc:
+        st.error(f"**{own.file_name}** does not fit these columns: {exc}", icon=":material/error:")
     else:
         training.forget(EXPLAIN_JOB)  # an explanation belongs to the model it explained
-        training.start(MODEL_JOB, f"Train random forest on {table.name}", lambda job: fit_model(
-            job, data, int(n_trees), int(max_depth), int(model_seed), table.name))
+        if own is not None:
+            training.start(MODEL_JOB, f"Use {own.file_name} on {table.name}", lambda job: use_own_model(
+                job, data, own, table.name))
+        else:
+            training.start(MODEL_JOB, f"Train random forest on {table.name}", lambda job: fit_model(
+                job, data, int(n_trees), int(max_depth), int(model_seed), table.name))
 
 training.panel(MODEL_JOB, show_loss=False)
 model_run: ModelRun | None = training.result(MODEL_JOB)
@@ -272,12 +320,14 @@ def results(anchor_run: AnchorRun) -> None:
 if model_run is not None:
     data = model_run.data
     cols = st.columns(4)
-    cols[0].metric("Test accuracy", f"{model_run.accuracy:.3f}",
-                   help=f"Share of the {len(data.test_rows):,} test rows the forest classifies correctly.")
+    cols[0].metric("Test accuracy", "—" if model_run.accuracy is None else f"{model_run.accuracy:.3f}",
+                   help=f"Share of the {len(data.test_rows):,} test rows the model classifies correctly.")
     cols[1].metric("Training rows", f"{len(data.train_rows):,}")
     cols[2].metric("Test rows", f"{len(data.test_rows):,}")
     cols[3].metric("Classes", f"{len(data.class_names)}")
-    st.caption(f"Random forest of {len(model_run.model.estimators_)} trees on {model_run.table_name}: "
+    if model_run.class_map is not None and model_run.class_map.message():
+        st.warning(model_run.class_map.message(), icon=":material/warning:")
+    st.caption(f"{model_run.description} on {model_run.table_name}: "
                f"{len(data.feature_names)} features ({len(data.categorical_names)} categorical), split by "
                f"{data.split}. " + " ".join(note[:1].upper() + note[1:] for note in data.notes))
 
@@ -289,7 +339,7 @@ if model_run is not None:
     left, right = st.columns([1, 2])
     with left:
         st.metric("Model predicts", model_run.class_of_column(proba.argmax()),
-                  help="The random forest's class for this row.")
+                  help="The model's class for this row.")
         st.metric("Probability", f"{proba.max():.3f}")
         st.metric("True class", data.class_names[int(data.y_test[position])])
         st.caption(f"Table row {int(data.test_rows[position])}")
@@ -329,5 +379,5 @@ if model_run is not None:
     elif explain_job is None:
         st.info("Pick a test row and press **Explain this prediction**.")
 elif training.current(MODEL_JOB) is None:
-    st.info("Choose the label and feature columns and press **Train classifier**. Bundled Adult works out of the "
-            "box: it predicts whether income is above 50K from census answers.")
+    st.info("Choose the label and feature columns and press **Train classifier**, or upload your own model. Bundled "
+            "Adult works out of the box: it predicts whether income is above 50K from census answers.")

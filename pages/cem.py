@@ -10,16 +10,16 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from engine.datasets import get_dataset
-from engine.errors import DataError
+from engine.errors import DataError, ModelError
 from engine.explainers import CEM
 from engine.explanation import Explanation
 from engine.preprocessing import Standardizer
 from engine.tabular import classification_data, find_split_column
 from engine.training import TrainingHistory
-from ui import charts, downloads, images, training
+from ui import charts, downloads, images, own_model, training
 from ui import data as ui_data
 from ui.settings import SETTINGS
-from ui.tasks import TrainedNetwork
+from ui.tasks import TrainedNetwork, teacher_network
 
 MODEL_JOB = "cem-model"
 AE_JOB = "cem-ae"
@@ -140,17 +140,37 @@ def prepare(table, features, label, image_shape, split_column, test_share, max_t
 @dataclass
 class ModelRun:
     data: Prepared
-    classifier: TrainedNetwork  # the trained keras classifier, as its spec and weights
+    classifier: TrainedNetwork | None  # the keras classifier trained here, as its spec and weights
     network: str
-    history: TrainingHistory
+    history: TrainingHistory | None
     test_proba: np.ndarray
-    test_accuracy: float
+    test_accuracy: float | None  # None: an uploaded model whose classes are not values of the label column
     explainers: dict = field(default_factory=dict)  # compiled CEMs, reused by later explanations of this model
+    own: own_model.OwnModel | None = None  # an uploaded model, used instead of one trained here
+    class_map: own_model.ClassMap | None = None
+    _own_model: object = field(default=None, repr=False)
+
+    @property
+    def white_box(self) -> bool:
+        """Whether CEM gets exact gradients (a Keras model) rather than numerical ones (a black box)."""
+        return self.own is None or self.own.white_box
 
     @property
     def model(self):
-        """The classifier, built in this process the first time an explanation needs it."""
-        return self.classifier.build()
+        """The classifier of the page's units, built in this process the first time an explanation needs it.
+
+        An uploaded model reads the table's units: a Keras one is wrapped with the unit change (gradients flow
+        through it); any other becomes a function CEM treats as a black box.
+        """
+        if self.own is None:
+            return self.classifier.build()
+        if self._own_model is None:
+            data, predictor = self.data, self.own.predictor
+            if self.own.white_box:
+                self._own_model = teacher_network(predictor, data.offset, data.scale)
+            else:
+                self._own_model = lambda X: predictor(data.to_table_units(X))
+        return self._own_model
 
     def explainer(self, mode: str, no_info: str, ae_model) -> tuple[CEM, bool]:
         """The CEM for ``mode`` with this no-information value and autoencoder; True when newly built."""
@@ -200,6 +220,32 @@ def train_classifier_job(data: Prepared, network: str, controls):
     arrays = {"X": data.X_train, "y": data.y_train, "X_val": data.X_test, "y_val": data.y_test}
     return training.start_task(MODEL_JOB, f"Train classifier on {data.table_name}", "classifier.train", params,
                                arrays, finish)
+
+
+def use_own_model_job(data: Prepared, model: own_model.OwnModel, class_map: own_model.ClassMap):
+    """Start scoring the test rows with an uploaded model (in a job thread); returns the job, None if refused."""
+    def use(job) -> ModelRun:
+        job.set_stage("predicting the test rows with your model", 0.0)
+        proba = own_model.predict_in_batches(model.predictor, data.to_table_units(data.X_test))
+        accuracy = own_model.accuracy(proba, data.y_test)
+        job.set_stage("your model is ready" + ("" if accuracy is None else f", test accuracy {accuracy:.3f}"), 1.0)
+        return ModelRun(data, None, own_model.describe(model), None, proba, accuracy, own=model, class_map=class_map)
+
+    return training.start(MODEL_JOB, f"Use {model.file_name} on {data.table_name}", use)
+
+
+def for_own_model(data: Prepared, model: own_model.OwnModel) -> tuple[Prepared, own_model.ClassMap]:
+    """The prepared data with the model's classes: ``class_names`` are its outputs, labels its columns (-1: none)."""
+    model.predictor.check(data.to_table_units(data.X_train))
+    class_map = own_model.ClassMap.between(model.class_names, data.class_names)
+    data.class_names = class_map.shown_names
+    data.y_train = class_map.labels_for_model(data.y_train)
+    data.y_test = class_map.labels_for_model(data.y_test)
+    return data, class_map
+
+
+def true_class(data: Prepared, code: int) -> str:
+    return data.class_names[int(code)] if code >= 0 else "— (not a class of the model)"
 
 
 def train_autoencoder_job(data: Prepared, epochs: int, controls) -> None:
@@ -433,6 +479,18 @@ if st.session_state.get("cem:dataset_id") != dataset_id:
     for key in DATA_WIDGETS:
         st.session_state.pop(key, None)
 split_column = find_split_column(table.frame)
+source = own_model.source_picker("cem:source")
+own = None
+if source == "own":
+    own = own_model.model_uploader("cem:own_model")
+    if own is not None:
+        own_model.show_model(own)
+        st.caption("CEM needs gradients of the model: a Keras model gives exact ones (white box); an ONNX or "
+                   "scikit-learn model is a black box, so CEM estimates them numerically (slower). "
+                   + ("The model names its inputs, so they are read from the table by name."
+                      if own.predictor.feature_names else
+                      f"Choose its {own.predictor.n_features} feature column(s) below, in the order it was trained "
+                      "on.") + " It gets them in the table's units.")
 
 with st.form("cem:setup", border=False):
     label = st.selectbox("Label column (the classes to predict)", columns,
@@ -455,8 +513,10 @@ with st.form("cem:setup", border=False):
     with_ae = st.checkbox("Also train an autoencoder", key="cem:with_ae",
                           help="Needed for the gamma term, which keeps explanations close to the data the "
                                "autoencoder learned (recommended for images).")
-    with st.expander("Classifier and training settings"):
-        if image_shape is None:
+    with st.expander("Classifier and training settings" if source == "train" else "Autoencoder and split settings"):
+        if source == "own":
+            network = None
+        elif image_shape is None:
             network = st.selectbox("Classifier", list(TABULAR_NETWORKS), key="cem:network",
                                    format_func=lambda k: TABULAR_NETWORKS[k][0])
         else:
@@ -478,21 +538,33 @@ with st.form("cem:setup", border=False):
         if split_column is not None:
             use_split = st.checkbox(f"Use the `{split_column}` column for the train / test split", value=True,
                                     key="cem:use_split")
-    submitted = st.form_submit_button("Train", type="primary", icon=":material/model_training:", key="cem:train")
+    submitted = st.form_submit_button("Train" if source == "train" else "Use this model", type="primary",
+                                      icon=":material/model_training:", key="cem:train",
+                                      disabled=source == "own" and own is None)
 
 if submitted:
     if label in features:
         features = [c for c in features if c != label]
         st.info(f"`{label}` is the label, so it was left out of the features.")
     try:
+        if own is not None:
+            features = own_model.input_columns(own.predictor.feature_names, own.predictor.n_features, features,
+                                               columns, label)
         prepared = prepare(table, features, label, image_shape, split_column if use_split else None,
                            float(test_share), int(max_train), controls.seed)
+        if own is not None:
+            prepared, class_map = for_own_model(prepared, own)
     except DataError as exc:
         ui_data.show_data_error(exc)
+    except ModelError as exc:
+        st.error(f"**{own.file_name}** does not fit these columns: {exc}", icon=":material/error:")
     else:
         training.forget(EXPLAIN_JOB)  # explanations and the autoencoder belong to the data they were made for
         training.forget(AE_JOB)
-        started = train_classifier_job(prepared, network, controls)
+        if own is not None:
+            started = use_own_model_job(prepared, own, class_map)
+        else:
+            started = train_classifier_job(prepared, network, controls)
         if started is not None and with_ae:
             train_autoencoder_job(prepared, int(ae_epochs), controls)
 
@@ -516,7 +588,7 @@ if model_run is not None:
         st.session_state.pop("cem:gamma", None)
 
     cols = st.columns(5)
-    cols[0].metric("Test accuracy", f"{model_run.test_accuracy:.3f}",
+    cols[0].metric("Test accuracy", "—" if model_run.test_accuracy is None else f"{model_run.test_accuracy:.3f}",
                    help=f"Share of the {len(data.y_test):,} test rows the classifier gets right.")
     cols[1].metric("Training rows", f"{len(data.y_train):,}")
     cols[2].metric("Test rows", f"{len(data.y_test):,}")
@@ -525,10 +597,14 @@ if model_run is not None:
                    help="Mean squared reconstruction error on the test rows (model units)."
                         if ae_run is not None else "No autoencoder trained: tick the box and train again to use "
                                                    "gamma > 0.")
-    st.caption(f"{model_run.network[:1].upper()}{model_run.network[1:]} on {data.table_name}: "
+    if model_run.class_map is not None and model_run.class_map.message():
+        st.warning(model_run.class_map.message(), icon=":material/warning:")
+    network_text = model_run.network if model_run.own else model_run.network[:1].upper() + model_run.network[1:]
+    st.caption(f"{network_text} on {data.table_name}: "
                f"{len(data.feature_names):,} features, split by {data.split}. "
                + ("Pixels are divided by the largest training value." if data.is_image else
                   "Features are standardised with the training rows' mean and standard deviation.")
+               + (" Your model gets them back in the table's units." if model_run.own else "")
                + " " + " ".join(note[:1].upper() + note[1:] for note in data.notes))
 
     st.subheader("2 · Pick a prediction to explain")
@@ -540,7 +616,7 @@ if model_run is not None:
     with left:
         st.metric("Model predicts", data.class_names[int(proba.argmax())], help="The classifier's class for this row.")
         st.metric("Probability", f"{proba.max():.3f}")
-        st.metric("True class", data.class_names[int(data.y_test[position])])
+        st.metric("True class", true_class(data, data.y_test[position]))
         st.caption(f"Table row {int(data.test_rows[position])}")
     with right:
         if data.is_image:
@@ -555,6 +631,13 @@ if model_run is not None:
                         key="cem:instance_proba")
 
     st.subheader("3 · Find pertinent negatives and positives")
+    if model_run.own is not None and model_run.white_box:
+        st.info("**White-box mode**: your Keras model gives CEM exact gradients (automatic differentiation).",
+                icon=":material/functions:")
+    elif model_run.own is not None:
+        st.info(f"**Black-box mode**: your {own_model.KIND_NAMES[model_run.own.kind]} model gives no gradients, so "
+                "CEM estimates them numerically (central differences: about two calls of the model per feature and "
+                "iteration). Slower than a Keras model; fewer iterations often do.", icon=":material/deployed_code:")
     image = data.is_image
     with st.form("cem:explain-form", border=False):
         cols = st.columns(4)

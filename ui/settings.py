@@ -38,6 +38,7 @@ class Settings:
     job_processes: bool = False
     worker_max_tasks: int = 25
     worker_idle_recycle_s: int = 120
+    max_model_mb: int = 100
 
     @property
     def ingest_limits(self) -> IngestLimits:
@@ -67,6 +68,7 @@ def load_settings() -> Settings:
         job_processes=os.environ.get("LANTERN_JOB_PROCESSES", "0") == "1",
         worker_max_tasks=max(1, _int_env("LANTERN_WORKER_MAX_TASKS", 25)),
         worker_idle_recycle_s=max(0, _int_env("LANTERN_WORKER_IDLE_RECYCLE_S", 120)),
+        max_model_mb=max(1, _int_env("LANTERN_MAX_MODEL_MB", 100)),
     )
 
 
