@@ -12,6 +12,10 @@ is fitted on the ``--train`` rows (at most :data:`MAX_TRAIN_ROWS`, the first one
 - cem: ``explain(x[None])`` with the mode (``PN`` / ``PP``), the feature range of the training
   rows and ``no_info_type='median'``; white-box (the Keras network) when the model file has one.
 
+On Ray every worker fits its own explainer on the same rows, so the explanations are the same as in
+the process, but for AnchorTabular's work counter ``raw.search.n_predicted_rows``: an explainer
+predicts its training rows once, and counts them in the first row it explains.
+
 Output lines: ``{"row": i, "explanation": <Explanation.to_json() as JSON>}``, or
 ``{"row": i, "error": "..."}`` for a row that cannot be explained (a missing value, or an
 explanation that failed).
@@ -21,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +49,11 @@ class ExplainSpec:
     seed: int = 0
 
 
-def load_model(source: str | Path) -> Any:
+def load_model(source: str | Path | bytes, kind: str | None = None) -> Any:
     """The classifier in ``source`` as a probability function (trusted: the user's own file)."""
     from engine.predictors import load_predictor
 
-    return load_predictor(source, trusted=True)
+    return load_predictor(source, kind=kind, trusted=True)
 
 
 def _model_width(predictor: Any) -> int | None:
@@ -188,9 +191,11 @@ def run(args, names, progress) -> int:
         raise UsageError(f"--threshold must be in (0, 1], got {args.threshold}.")
     with _native_stderr_held():
         import_engine()
+        from engine.errors import ModelError
+
         try:
             predictor = load_model(model_path)
-        except (ValueError, TypeError, OSError) as exc:
+        except ModelError as exc:
             raise UsageError(f"model {model_path}: {io._first_line(exc)}") from exc
     columns = names(args.columns)
     features = _feature_columns(predictor, io.schema(train_path), train_path, columns)
@@ -223,7 +228,6 @@ def run(args, names, progress) -> int:
 
 def model_on_worker(model_bytes: bytes, name: str) -> Any:
     """Load the model from its bytes on a Ray worker (a remote node may not see the driver's files)."""
-    folder = tempfile.mkdtemp(prefix="lantern-model-")
-    path = Path(folder) / Path(name).name
-    path.write_bytes(model_bytes)
-    return load_model(path)
+    from engine.predictors import kind_of
+
+    return load_model(model_bytes, kind=kind_of(name))

@@ -54,7 +54,7 @@ def files(data, tmp_path, monkeypatch):
     rows.loc[2, "f1"] = np.nan
     rows.to_parquet(tmp_path / "rows.parquet", index=False)
     (tmp_path / "model.skops").write_bytes(b"stand-in")
-    monkeypatch.setattr("engine.cli.explain.load_model", lambda source: SklearnPredictor(model))
+    monkeypatch.setattr("engine.cli.explain.load_model", lambda source, kind=None: SklearnPredictor(model))
     return tmp_path
 
 
@@ -117,3 +117,24 @@ def test_bad_arguments_exit_2_with_one_line(files, capsys, change, message):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_a_real_onnx_model_file_is_explained_and_a_file_that_is_no_model_is_refused(data, tmp_path, capsys):
+    from skl2onnx import to_onnx
+
+    frame, model = data
+    X = frame[FEATURES].to_numpy(np.float32)
+    (tmp_path / "model.onnx").write_bytes(
+        to_onnx(model, X[:1], options={id(model): {"zipmap": False}}).SerializeToString())
+    frame.iloc[:200].to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[200:203].to_csv(tmp_path / "rows.csv", index=False)
+    common = ["explain", "anchors", "--train", str(tmp_path / "train.csv"), "--input", str(tmp_path / "rows.csv"),
+              "--output", str(tmp_path / "a.jsonl")]
+    assert main([*common, "--model", str(tmp_path / "model.onnx")]) == 0, capsys.readouterr().err
+    lines = _lines(tmp_path / "a.jsonl")
+    assert [line["row"] for line in lines] == [0, 1, 2] and all("explanation" in line for line in lines)
+    (tmp_path / "junk.onnx").write_bytes(b"\x08not a model at all")
+    capsys.readouterr()
+    assert main([*common, "--model", str(tmp_path / "junk.onnx")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"lantern: error: model {tmp_path / 'junk.onnx'}: ")
