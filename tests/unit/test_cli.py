@@ -302,3 +302,11 @@ def test_rows_that_come_back_out_of_order_from_ray_are_put_back_in_order_by_thei
     table = pa.table({ROW_KEY: [7, 8, 3, 4, 5, 9], "x": ["h", "i", "d", "e", "f", "j"]})
     runs = [(first, run.column("x").to_pylist()) for first, run in _contiguous_runs(table)]
     assert runs == [(3, ["d", "e", "f"]), (7, ["h", "i", "j"])]
+
+
+def test_seq2seq_on_ray_is_refused_before_ray_starts(archives, tmp_path, capsys):
+    series = pd.DataFrame({"s": np.sin(np.arange(50.0)), "c": np.cos(np.arange(50.0))})
+    code, _, err = _score(capsys, "--detector", archives["seq2seq"], "--input", _write(series, tmp_path / "s.csv"),
+                          "--output", tmp_path / "o.csv", "--ray", "local")
+    assert code == 2 and "runs in the process; leave out --ray" in err
+    assert "ray" not in sys.modules or not __import__("ray").is_initialized()
