@@ -26,6 +26,7 @@ import heapq
 import itertools
 import logging
 import os
+import socket
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -46,13 +47,29 @@ class RayWorkerError(LanternError, RuntimeError):
     """A Ray worker or node died, or a remote step failed, during a run."""
 
 
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse an address where no Ray head listens, at once (``ray.init`` would wait for minutes)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray {address}: expected 'local', 'auto' or the head node's HOST:PORT (e.g. 10.0.0.5:6379).")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UsageError(f"--ray {address}: no Ray head answers there ({exc.strerror or exc}); start one with "
+                         "`ray start --head` or check the address.") from exc
+
+
 @contextlib.contextmanager
 def ray_runtime(address: str, workers: int | None) -> Iterator[int]:
     """Start (``'local'``) or join (an address) a Ray runtime for the run; yields the number of workers to use."""
-    import ray
-
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}.")
+    if address != "local":
+        check_reachable(address)
+    import ray
+
     common = dict(log_to_driver=False, configure_logging=True, logging_level="ERROR",
                   runtime_env={"env_vars": _QUIET_ENV})
     try:

@@ -310,3 +310,11 @@ def test_seq2seq_on_ray_is_refused_before_ray_starts(archives, tmp_path, capsys)
                           "--output", tmp_path / "o.csv", "--ray", "local")
     assert code == 2 and "runs in the process; leave out --ray" in err
     assert "ray" not in sys.modules or not __import__("ray").is_initialized()
+
+
+@pytest.mark.parametrize("address, message", [("127.0.0.1:9", "no Ray head answers there"),
+                                              ("nonsense", "expected 'local', 'auto' or the head node's HOST:PORT")])
+def test_a_ray_address_where_no_head_listens_is_refused_at_once(archives, frame, tmp_path, capsys, address, message):
+    code, _, err = _score(capsys, "--detector", archives["aegmm"], "--input", _write(frame, tmp_path / "i.csv"),
+                          "--output", tmp_path / "o.csv", "--ray", address)
+    assert code == 2 and message in err
