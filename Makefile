@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test test-unit test-app test-e2e test-ray setup setup-dev browser bench clean
+.PHONY: run test test-unit test-app test-e2e test-ray setup setup-dev browser bench bench-scale clean
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Lantern needs $(PYTHON) on PATH"; exit 1; }
@@ -50,6 +50,10 @@ test-ray: setup-dev
 
 bench: setup-dev
 	$(PY) bench/aegmm_kdd.py && $(PY) bench/seq2seq.py && $(PY) bench/distillation.py && $(PY) bench/cem.py && $(PY) bench/anchors.py
+
+# lantern score on a generated 10-million-row file, in the process and on Ray (see docs/BENCHMARKS.md).
+bench-scale: setup-dev
+	$(PY) bench/scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache artifacts

@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--model", required=True, metavar="MODEL",
                          help="classifier file: .onnx, .keras or .skops (trusted: your own file)")
     explain.add_argument("--train", required=True, metavar="FILE",
-                         help="training rows (.csv/.parquet) the explainer is fitted on")
+                         help="training rows (.csv/.parquet) the explainer is fitted on (the first 100,000 "
+                              "complete rows)")
     explain.add_argument("--input", required=True, metavar="FILE", help="rows to explain: .csv or .parquet")
     explain.add_argument("--output", required=True, metavar="FILE.jsonl", help="explanations, one JSON per line")
     explain.add_argument("--columns", metavar="A,B,C", help="feature columns (default: the model's feature "
