@@ -76,8 +76,9 @@ def ray_runtime(address: str, workers: int | None) -> Iterator[int]:
         if address == "local":
             workers = workers or max(1, os.cpu_count() or 1)
             # One CPU slot per actor plus one for the reading task, so reading never waits for a free actor.
-            ray.init(num_cpus=workers + 1, include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                     **common)
+            # address="local": always a new runtime, even where RAY_ADDRESS is set or another one runs here.
+            ray.init(address="local", num_cpus=workers + 1, include_dashboard=False,
+                     object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
         else:
             ray.init(address=address, **common)
             workers = workers or 2

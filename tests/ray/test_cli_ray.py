@@ -49,7 +49,9 @@ def test_ray_local_gives_the_in_process_rows_scores_and_order(archive, rows, tmp
               "--feature-scores", "--keep", "id"]
     here = run_lantern(*common, "--output", tmp_path / "here.csv")
     assert here.returncode == 0, here.stderr[-2000:]
-    on_ray = run_lantern(*common, "--output", tmp_path / "ray.csv", "--ray", "local", "--workers", 2)
+    # --ray local starts its own runtime, whatever RAY_ADDRESS says (here: nothing listens there).
+    on_ray = run_lantern(*common, "--output", tmp_path / "ray.csv", "--ray", "local", "--workers", 2,
+                         env={"RAY_ADDRESS": "127.0.0.1:9"})
     assert on_ray.returncode == 0, on_ray.stderr[-3000:]
     expected, got = pd.read_csv(tmp_path / "here.csv"), pd.read_csv(tmp_path / "ray.csv")
     pd.testing.assert_frame_equal(got, expected)
