@@ -4,13 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test test-unit test-app test-e2e setup setup-dev browser bench clean
+.PHONY: run test test-unit test-app test-e2e test-ray setup setup-dev browser bench bench-scale clean
 
-$(VENV)/.runtime: requirements.txt
+$(VENV)/.runtime: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Lantern needs $(PYTHON) on PATH"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
@@ -44,8 +45,15 @@ test-app: setup-dev
 test-e2e: setup-dev
 	$(PY) -m pytest tests/e2e
 
+test-ray: setup-dev
+	$(PY) -m pytest tests/ray
+
 bench: setup-dev
 	$(PY) bench/aegmm_kdd.py && $(PY) bench/seq2seq.py && $(PY) bench/distillation.py && $(PY) bench/cem.py && $(PY) bench/anchors.py
+
+# lantern score on a generated 10-million-row file, in the process and on Ray (see docs/BENCHMARKS.md).
+bench-scale: setup-dev
+	$(PY) bench/scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache artifacts

@@ -2,8 +2,9 @@
 
 An archive is a zip file holding exactly two members:
 
-- ``manifest.json``: format name and version, the object kind and class, engine version, and the
-  object's JSON config (constructor arguments, network specs, learned scalars);
+- ``manifest.json``: format name and version, the object kind and class, engine version, the
+  object's JSON config (constructor arguments, network specs, learned scalars) and, optionally, the
+  names of the feature columns it was trained on (``feature_names``; archives without it still load);
 - ``arrays.npz``: every numpy array of learned state and network weights, read with
   ``allow_pickle=False``.
 
@@ -13,11 +14,19 @@ named. A foreign, corrupt, tampered or oversized file raises :class:`~engine.err
 
 Classes take part by defining ``_archive_state(self) -> (config: dict, arrays: dict)`` and the
 classmethod ``_from_archive(config, arrays)``, and by being decorated with
-:func:`register_archivable`.
+:func:`register_archivable`. The registry fills as the algorithm modules are imported; a lookup that
+misses imports :mod:`engine.od`, :mod:`engine.ad` and :mod:`engine.explainers` once and tries again, so
+``load_detector`` works in a fresh interpreter that imported nothing else.
+
+Feature names: an object with a ``feature_names_`` attribute (a list of strings), or a
+``feature_names=`` keyword to :func:`save_detector` / :func:`detector_to_bytes`, records the column
+names in the manifest; loading sets ``feature_names_`` back on the object (``None`` when the archive has
+none). The ``lantern`` command picks the input's columns by these names.
 """
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import zipfile
@@ -37,6 +46,9 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_COMPRESSION_RATIO = 200
 _MEMBERS = ("manifest.json", "arrays.npz")
 _REGISTRY: dict[str, tuple[str, type]] = {}
+# Modules whose import registers every archivable class; imported on a registry miss.
+_ARCHIVABLE_MODULES = ("engine.od", "engine.ad", "engine.explainers")
+MAX_FEATURE_NAMES = 100_000
 
 Source = Union[str, Path, bytes, bytearray, IO[bytes]]
 
@@ -49,6 +61,29 @@ def register_archivable(kind: str):
         return cls
 
     return decorator
+
+
+def _registered(class_name: Any) -> tuple[str, type] | None:
+    """The registry entry for ``class_name``, importing the algorithm modules first if it is not there yet."""
+    if not isinstance(class_name, str):
+        return None
+    if class_name not in _REGISTRY:
+        for module in _ARCHIVABLE_MODULES:
+            importlib.import_module(module)
+    return _REGISTRY.get(class_name)
+
+
+def _checked_feature_names(names: Any, where: str) -> list[str] | None:
+    if names is None:
+        return None
+    if isinstance(names, (str, bytes)) or not hasattr(names, "__iter__"):
+        raise TypeError(f"feature names {where} must be a list of strings, got {type(names).__name__}.")
+    names = list(names)
+    if len(names) > MAX_FEATURE_NAMES or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"feature names {where} must be a list of at most {MAX_FEATURE_NAMES:,} strings.")
+    if len(set(names)) != len(names):
+        raise TypeError(f"feature names {where} must be distinct.")
+    return names
 
 
 def model_weights(prefix: str, model: keras.Model) -> dict[str, np.ndarray]:
@@ -69,8 +104,8 @@ def set_model_weights(prefix: str, model: keras.Model, arrays: dict[str, np.ndar
     model.set_weights(stored)
 
 
-def _to_bytes(obj: Any, kind: str) -> bytes:
-    entry = _REGISTRY.get(type(obj).__name__)
+def _to_bytes(obj: Any, kind: str, feature_names: Any = None) -> bytes:
+    entry = _registered(type(obj).__name__)
     if entry is None or entry[1] is not type(obj) or entry[0] != kind:
         raise TypeError(f"{type(obj).__name__} cannot be saved as a {kind} archive.")
     config, arrays = obj._archive_state()
@@ -82,6 +117,11 @@ def _to_bytes(obj: Any, kind: str) -> bytes:
         "engine_version": __version__,
         "config": config,
     }
+    if feature_names is None:
+        feature_names = getattr(obj, "feature_names_", None)
+    feature_names = _checked_feature_names(feature_names, "to save")
+    if feature_names is not None:
+        manifest["feature_names"] = feature_names
     arrays_buffer = io.BytesIO()
     np.savez_compressed(arrays_buffer, **{k: np.asarray(v) for k, v in arrays.items()})
     out = io.BytesIO()
@@ -142,7 +182,11 @@ def _from_bytes(data: bytes, kind: str) -> Any:
             )
         if manifest.get("kind") != kind:
             raise ArchiveError(f"this archive holds a {manifest.get('kind')!r}, not a {kind}.")
-        entry = _REGISTRY.get(manifest.get("class"))
+        entry = _registered(manifest.get("class"))
+        try:
+            feature_names = _checked_feature_names(manifest.get("feature_names"), "in the archive")
+        except TypeError as exc:
+            raise ArchiveError(str(exc)) from exc
         if entry is None or entry[0] != kind:
             raise ArchiveError(f"archive names class {manifest.get('class')!r}, which this engine does not load.")
         try:
@@ -157,27 +201,32 @@ def _from_bytes(data: bytes, kind: str) -> Any:
         except MemoryError as exc:  # an array header declaring an impossible shape
             raise ArchiveError("archive arrays declare more data than can be loaded.") from exc
     try:
-        return entry[1]._from_archive(manifest["config"], arrays)
+        obj = entry[1]._from_archive(manifest["config"], arrays)
     except ArchiveError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise ArchiveError(f"archive content does not fit {manifest.get('class')} ({type(exc).__name__}: {exc}).") from exc
+    obj.feature_names_ = feature_names
+    return obj
 
 
-def detector_to_bytes(detector: Any) -> bytes:
-    """The archive of ``detector`` as bytes (for downloads)."""
-    return _to_bytes(detector, "detector")
+def detector_to_bytes(detector: Any, *, feature_names: Any = None) -> bytes:
+    """The archive of ``detector`` as bytes (for downloads); see :func:`save_detector` for ``feature_names``."""
+    return _to_bytes(detector, "detector", feature_names)
 
 
-def save_detector(detector: Any, path: str | Path) -> Path:
+def save_detector(detector: Any, path: str | Path, *, feature_names: Any = None) -> Path:
     """Write ``detector`` to an archive at ``path`` and return the path.
+
+    ``feature_names`` (the training columns, in order) is recorded in the manifest; without it the
+    detector's ``feature_names_`` attribute is used when it has one.
 
     Examples
     --------
-    >>> save_detector(det, 'aegmm.lantern')  # doctest: +SKIP
+    >>> save_detector(det, 'aegmm.lantern', feature_names=['duration', 'src_bytes'])  # doctest: +SKIP
     """
     path = Path(path)
-    path.write_bytes(_to_bytes(detector, "detector"))
+    path.write_bytes(_to_bytes(detector, "detector", feature_names))
     return path
 
 
@@ -192,15 +241,15 @@ def load_detector(source: Source) -> Any:
     return _from_bytes(_read_source(source), "detector")
 
 
-def explainer_to_bytes(explainer: Any) -> bytes:
+def explainer_to_bytes(explainer: Any, *, feature_names: Any = None) -> bytes:
     """The archive of ``explainer`` as bytes."""
-    return _to_bytes(explainer, "explainer")
+    return _to_bytes(explainer, "explainer", feature_names)
 
 
-def save_explainer(explainer: Any, path: str | Path) -> Path:
+def save_explainer(explainer: Any, path: str | Path, *, feature_names: Any = None) -> Path:
     """Write ``explainer`` to an archive at ``path`` and return the path."""
     path = Path(path)
-    path.write_bytes(_to_bytes(explainer, "explainer"))
+    path.write_bytes(_to_bytes(explainer, "explainer", feature_names))
     return path
 
 

@@ -191,7 +191,8 @@ def results(run: AEGMMRun) -> None:
         downloads.csv_button("Scores CSV", lambda: frame.assign(is_outlier=flags.astype(int)),
                              "aegmm_scores.csv", key="aegmm:csv")
     with right:
-        downloads.archive_button("Detector archive", lambda: run.model.to_bytes(threshold=threshold),
+        downloads.archive_button("Detector archive", lambda: run.model.to_bytes(
+            threshold=threshold, feature_names_=[str(c) for c in run.columns]),
                                  "aegmm.lantern.zip", key="aegmm:archive")
 
 

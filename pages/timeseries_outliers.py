@@ -418,7 +418,8 @@ def results(run: Seq2SeqRun) -> None:
         downloads.csv_button("Window scores CSV", lambda: ranked.sort_values("window"),
                              "seq2seq_window_scores.csv", key="s2s:window_csv")
     with right:
-        downloads.archive_button("Detector archive", lambda: run.model.to_bytes(threshold=thresholds),
+        downloads.archive_button("Detector archive", lambda: run.model.to_bytes(
+            threshold=thresholds, feature_names_=[str(c) for c in run.features]),
                                  "seq2seq.lantern.zip", key="s2s:archive")
 
 

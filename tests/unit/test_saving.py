@@ -375,3 +375,56 @@ def test_model_weights_and_set_model_weights_round_trip():
     set_model_weights("enc", target, {**arrays, "dec/0": np.zeros(1)})  # other prefixes are ignored
     for a, b in zip(source.get_weights(), target.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+# -- feature names and loading in a fresh interpreter ---------------------------------------------
+
+
+def test_feature_names_are_recorded_from_a_keyword_and_read_back(detector, tmp_path):
+    path = save_detector(detector, tmp_path / "named.lantern", feature_names=["x0", "x1", "x2"])
+    manifest = json.loads(_members(path.read_bytes())["manifest.json"])
+    assert manifest["feature_names"] == ["x0", "x1", "x2"]
+    assert load_detector(path).feature_names_ == ["x0", "x1", "x2"]
+
+
+def test_feature_names_come_from_the_feature_names_attribute(tmp_path):
+    named = SavingTestDetector(seed=1)
+    named.feature_names_ = ["a", "b", "c"]
+    assert load_detector(detector_to_bytes(named)).feature_names_ == ["a", "b", "c"]
+
+
+def test_an_archive_without_feature_names_still_loads_with_none(archive):
+    assert "feature_names" not in json.loads(_members(archive)["manifest.json"])
+    assert load_detector(archive).feature_names_ is None
+
+
+@pytest.mark.parametrize("names", [[1, 2, 3], ["a", "a", "b"], "abc"])
+def test_feature_names_must_be_distinct_strings(detector, names):
+    with pytest.raises(TypeError, match="feature names"):
+        detector_to_bytes(detector, feature_names=names)
+
+
+def test_tampered_feature_names_in_an_archive_are_refused(archive):
+    tampered = _with_manifest(archive, lambda m: m.update(feature_names=[{"x": 1}]))
+    with pytest.raises(ArchiveError, match="feature names"):
+        load_detector(tampered)
+
+
+def test_load_detector_works_in_a_fresh_interpreter_that_imported_only_engine_saving(tmp_path):
+    """The archive names OutlierAEGMM; engine.saving imports the algorithm modules itself on a registry miss."""
+    import subprocess
+    import sys
+
+    from engine.od import OutlierAEGMM
+
+    X = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    det = OutlierAEGMM().fit(X, epochs=1, batch_size=32, verbose=False, seed=0)
+    det.infer_threshold(X, threshold_perc=90)
+    path = save_detector(det, tmp_path / "aegmm.lantern", feature_names=["a", "b", "c"])
+    code = (
+        "import sys; from engine.saving import load_detector; d = load_detector(sys.argv[1]); "
+        "print(type(d).__name__, d.feature_names_)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "OutlierAEGMM ['a', 'b', 'c']"
