@@ -897,12 +897,19 @@ class CEM:
         feat = self._feature_shape()
         out = []
         for start in range(0, len(Z), _PRUNE_CHUNK):
-            chunk = Z[start:start + _PRUNE_CHUNK].reshape((-1,) + feat)
-            proba = self._predict_proba(np.ascontiguousarray(chunk, dtype=np.float32))
+            chunk = np.ascontiguousarray(Z[start:start + _PRUNE_CHUNK].reshape((-1,) + feat), dtype=np.float32)
+            proba = self._compiled_proba()(chunk).numpy() if self.is_white_box else self._call_predictor(chunk)
             hot = onehot[start:start + _PRUNE_CHUNK]
             target = np.sum(proba * hot, axis=-1)
             out.append(target - np.max(proba * (1.0 - hot) - hot * _MASK_OFFSET, axis=-1))
         return np.concatenate(out) if out else np.zeros(0)
+
+    def _compiled_proba(self):
+        """The Keras model's probabilities as one compiled function (pruning calls it once per round)."""
+        key = ("proba", id(self.predict))
+        if key not in self._compiled:
+            self._compiled[key] = tf.function(self._model_proba, reduce_retracing=True, autograph=False)
+        return self._compiled[key]
 
     def _drop_features(self, z: np.ndarray, empty: np.ndarray, onehot: np.ndarray, need: float) -> np.ndarray:
         """Backward elimination: per row, set the kept feature whose removal leaves the largest margin back to
