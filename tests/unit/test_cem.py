@@ -377,7 +377,7 @@ def test_pp_keeps_only_the_evidence_the_class_needs(white_box):
     searched = CEM(predictor, prune=False, **settings).explain(x)
     pruned = CEM(predictor, **settings).explain(x)  # prune=True is the default
     assert searched.found[0] and pruned.found[0] and pruned.PP_pred == 1
-    assert (searched.PP[0] > 0).sum() == 4  # the elastic net alone spreads the evidence
+    assert (searched.PP[0] > 0).sum() > 1  # the elastic net alone spreads the evidence (over all 4 here)
     # the pruned PP keeps the first feature only, at the least value that keeps class 1 (up to the shrink grid)
     assert np.array_equal(pruned.PP[0, 1:], np.zeros(3, np.float32))
     assert 0.6 < pruned.PP[0, 0] <= 0.6 + 1 / 32 + 1e-6
