@@ -39,6 +39,18 @@ A candidate counts as found when the attack holds with margin ``kappa`` (PN:
 elastic-net size ``||w||_2^2 + beta * ||w||_1``. The constant ``c`` is searched over ``c_steps`` runs per
 instance: multiplied by 10 while nothing is found, bisected once something was.
 
+PP pruning (``prune=True``, the default; beyond the reference). The elastic net ``||w||_2^2 + beta * ||w||_1``
+with the usual ``beta = 0.1`` is dominated by its L2 part at evidence sizes of 0.1-1, and L2 prefers many faint
+features to a few clear ones, so the search's PP spreads the evidence (on the digits protocol of
+``docs/BENCHMARKS.md`` about 10 pixels kept against 3 needed). After the search each found PP is made sparser with
+the classifier alone, keeping the success test (``p_t > p_o + kappa``, with the search's small slack): backward
+elimination (repeatedly set back to ``n`` the kept feature whose removal leaves the largest margin, while the
+margin holds), then each remaining feature is moved towards ``n`` as far as a grid of 32 steps allows. This runs
+from the search's PP and from ``x0`` itself (all evidence); the result from ``x0`` is taken when it keeps fewer
+features and no more L1 evidence than the one from the search's PP, which never keeps more of either than the
+search's PP. The autoencoder term is not part of this step. It costs about ``features^2 / 2`` predictions per row
+(in batches, one predictor call per elimination round) and is skipped above 256 features. PNs are not pruned.
+
 Gradients: a Keras model gets exact gradients by automatic differentiation inside one compiled
 ``tf.function`` per ``c`` step (a ``tf.while_loop`` over all iterations, compiled with XLA when the model
 allows; a Python loop over a compiled step was about 10x slower per iteration on small models); any other
@@ -112,6 +124,11 @@ _MASK_OFFSET = 1e4
 # iterates converge onto the success boundary itself, where float rounding decides "found" and the c search
 # (so batched and one-at-a-time runs) could part ways; 1e-3 in probability changes the solutions negligibly.
 _MARGIN_SLACK = 1e-3
+# PP pruning: rows per predictor call, the largest number of features pruned (backward elimination costs about
+# features^2 / 2 predictions per row), and the steps of the shrink grid per feature.
+_PRUNE_CHUNK = 4096
+_PRUNE_MAX_FEATURES = 256
+_SHRINK_GRID = 32
 # Relative tolerance for a PN gap end that falls outside feature_range by float32 rounding only.
 _ROUNDING_TOL = 1e-6
 
@@ -213,6 +230,12 @@ class CEM:
     jit_compile : bool
         Keyword-only. Compile the white-box optimisation loop with XLA (falls back to a plain graph when the
         model cannot be compiled).
+    prune : bool
+        Keyword-only, beyond the reference; PP only. After the search, make each PP sparser: drop kept features
+        (back to the no-information value) one at a time while the class still holds with margin ``kappa``, from
+        the search's PP and from the instance itself, then shrink each remaining feature towards the
+        no-information value as far as the class allows. The pruned PP replaces the search's only when it keeps
+        fewer features and no more L1 evidence (see the module docstring). ``False`` returns the search's PP.
 
     Examples
     --------
@@ -248,6 +271,7 @@ class CEM:
         *,
         early_stop: int | None = None,
         jit_compile: bool = True,
+        prune: bool = True,
     ) -> None:
         self.predict = predict
         self.mode = mode
@@ -269,6 +293,7 @@ class CEM:
         self.sess = sess
         self.early_stop = early_stop
         self.jit_compile = jit_compile
+        self.prune = prune
         self.no_info_val_: np.ndarray | None = None
         self.no_info_type_: str | None = None
         self._compiled: dict = {}
@@ -303,6 +328,7 @@ class CEM:
             "update_num_grad": int(self.update_num_grad),
             "no_info_type": self.no_info_type_,
             "early_stop": None if self.early_stop is None else int(self.early_stop),
+            "prune": bool(self.prune) if self.mode == "PP" else False,
             "gradients": "autodiff" if self.is_white_box else "numerical",
             "has_ae_model": self.ae_model is not None,
         }
@@ -864,6 +890,107 @@ class CEM:
             k += 1
         return found_c, g_graph, g_num, k
 
+    # ------------------------------------------------------------------ PP pruning
+
+    def _margins(self, Z: np.ndarray, onehot: np.ndarray) -> np.ndarray:
+        """``p_t - max_{i != t} p_i`` of the flat rows ``Z`` (classes ``onehot``), predicted in bounded chunks."""
+        feat = self._feature_shape()
+        out = []
+        for start in range(0, len(Z), _PRUNE_CHUNK):
+            chunk = np.ascontiguousarray(Z[start:start + _PRUNE_CHUNK].reshape((-1,) + feat), dtype=np.float32)
+            proba = self._compiled_proba()(chunk).numpy() if self.is_white_box else self._call_predictor(chunk)
+            hot = onehot[start:start + _PRUNE_CHUNK]
+            target = np.sum(proba * hot, axis=-1)
+            out.append(target - np.max(proba * (1.0 - hot) - hot * _MASK_OFFSET, axis=-1))
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def _compiled_proba(self):
+        """The Keras model's probabilities as one compiled function (pruning calls it once per round)."""
+        key = ("proba", id(self.predict))
+        if key not in self._compiled:
+            self._compiled[key] = tf.function(self._model_proba, reduce_retracing=True, autograph=False)
+        return self._compiled[key]
+
+    def _drop_features(self, z: np.ndarray, empty: np.ndarray, onehot: np.ndarray, need: float) -> np.ndarray:
+        """Backward elimination: per row, set the kept feature whose removal leaves the largest margin back to
+        ``empty``, while that margin exceeds ``need``. Rows are independent; one predictor call per round."""
+        z = z.copy()
+        active = np.ones(len(z), bool)
+        while active.any():
+            rows, feats = np.nonzero((np.abs(z - empty) > 0) & active[:, None])
+            if len(rows) == 0:
+                break
+            cand = z[rows]
+            cand[np.arange(len(rows)), feats] = empty[rows, feats]
+            margin = self._margins(cand, onehot[rows])
+            best = np.full(len(z), -np.inf)
+            np.maximum.at(best, rows, margin)
+            pick = (margin == best[rows]) & (margin > need)
+            # the first feature reaching the row's best margin, so that ties break the same way in any batch
+            first = np.full(len(z), -1)
+            for r, f in zip(rows[pick][::-1], feats[pick][::-1]):
+                first[r] = f
+            done = first < 0
+            idx = np.flatnonzero(~done)
+            z[idx, first[idx]] = empty[idx, first[idx]]
+            active &= ~done
+        return z
+
+    def _shrink_features(self, z: np.ndarray, empty: np.ndarray, onehot: np.ndarray, need: float) -> np.ndarray:
+        """Move each kept feature (largest first) towards ``empty`` as far as a grid of steps keeps the margin."""
+        z = z.copy()
+        n, size = z.shape
+        order = np.argsort(-np.abs(z - empty), axis=1, kind="stable")
+        scales = np.linspace(0.0, 1.0, _SHRINK_GRID + 1)[:-1]
+        for j in range(size):
+            feat = order[:, j]
+            rows = np.flatnonzero(np.abs(z[np.arange(n), feat] - empty[np.arange(n), feat]) > 0)
+            if len(rows) == 0:
+                break
+            f = feat[rows]
+            cand = np.repeat(z[rows], len(scales), axis=0)
+            r_rep, f_rep = np.repeat(rows, len(scales)), np.repeat(f, len(scales))
+            cand[np.arange(len(cand)), f_rep] = (empty[r_rep, f_rep]
+                                                 + np.tile(scales, len(rows)) * (z[r_rep, f_rep] - empty[r_rep, f_rep]))
+            ok = (self._margins(cand, onehot[r_rep]) > need).reshape(len(rows), len(scales))
+            has = ok.any(axis=1)
+            smallest = np.argmax(ok, axis=1)
+            take = rows[has]
+            z[take, f[has]] = cand.reshape(len(rows), len(scales), size)[np.flatnonzero(has), smallest[has], f[has]]
+        return z
+
+    def _prune_pp(self, X: np.ndarray, prep: dict, onehot: np.ndarray, best: dict) -> None:
+        """Sparser PPs for the found rows (see ``prune``); updates ``best`` in place."""
+        found = np.flatnonzero(np.isfinite(best["dist"]))
+        feat = X.shape[1:]
+        size = int(np.prod(feat))
+        if len(found) == 0 or size > _PRUNE_MAX_FEATURES:
+            return
+        need = float(self.kappa) + _MARGIN_SLACK
+        lo, hi = (prep["feasible"][k].reshape(len(X), size)[found] for k in ("lo", "hi"))
+        empty = prep["start"].reshape(len(X), size)[found]
+        anchor = prep["anchor"].reshape(len(X), size)[found]
+        hot = onehot[found]
+        searched = best["z"].reshape(len(X), size)[found]
+        from_search = self._shrink_features(self._drop_features(searched, empty, hot, need), empty, hot, need)
+        full = np.clip(X.reshape(len(X), size)[found], lo, hi)
+        from_full = self._drop_features(full, empty, hot, need)
+        ok_full = self._margins(from_full, hot) > need  # False only where x0 itself misses the margin
+        from_full = self._shrink_features(from_full, empty, hot, need)
+
+        def size_of(z):
+            return (np.abs(z - empty) > 0).sum(axis=1), np.abs(z - anchor).sum(axis=1)
+
+        (l0_s, l1_s), (l0_f, l1_f) = size_of(from_search), size_of(from_full)
+        use_full = ok_full & (l0_f < l0_s) & (l1_f <= l1_s)
+        pruned = np.where(use_full[:, None], from_full, from_search).astype(np.float32)
+        proba = self._predict_proba(pruned.reshape((len(found),) + feat))
+        delta = pruned - anchor
+        beta = float(self.beta)
+        best["z"][found] = pruned.reshape((len(found),) + feat)
+        best["proba"][found] = proba.astype(np.float32)
+        best["dist"][found] = (np.sum(delta ** 2, axis=1) + beta * np.sum(np.abs(delta), axis=1)).astype(np.float32)
+
     def attack(self, X: np.ndarray, Y: np.ndarray, verbose: bool = False, **kwargs) -> tuple:
         """Search PNs or PPs for the instances ``X`` of classes ``Y``.
 
@@ -956,6 +1083,10 @@ class CEM:
             if progress is not None:
                 progress({"c_step": step + 1, "c_steps": int(self.c_steps), "iterations": iters,
                           "found": n_found, "n": n, "elapsed": time.perf_counter() - start_time})
+        if self.mode == "PP" and self.prune:
+            if cancel is not None and cancel.cancelled:
+                raise TrainingCancelled("CEM explanation was cancelled.")
+            self._prune_pp(X, prep, onehot, best)
         found = np.isfinite(best["dist"])
         best_z = np.where(found.reshape((n,) + (1,) * (X.ndim - 1)), best["z"], np.nan).astype(np.float32)
         best_proba = np.where(found[:, None], best["proba"], np.nan).astype(np.float32)

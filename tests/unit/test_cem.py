@@ -347,3 +347,61 @@ def test_reset_predictor_switches_to_numerical_gradients(iris):
     cem.reset_predictor(iris["predict_fn"])
     assert not cem.is_white_box
     assert cem.explain(iris["x_test"][:1]).meta["params"]["gradients"] == "numerical"
+
+
+def _one_strong_feature():
+    """Class 1 when ``z . (1, 0.9, 0.9, 0.9) > 0.6`` (class 0's logit is the constant 0.6), as a Keras model and a
+    black box. The sparsest PP of x0 = (1, 1, 1, 1) with n = 0 keeps the first feature alone (at 0.6 or a bit more);
+    the elastic net ``L2^2 + beta * L1`` spreads the evidence over all four features (its optimum keeps 0.18 of the
+    first and 0.16 of each other), as the search without pruning does."""
+    weights = np.array([[0.0, 1.0], [0.0, 0.9], [0.0, 0.9], [0.0, 0.9]], np.float32)
+    bias = np.array([0.6, 0.0], np.float32)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.layers[0].set_weights([weights, bias])
+
+    def predict_fn(x):
+        logits = np.asarray(x, np.float64) @ weights + bias
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    return model, predict_fn
+
+
+@pytest.mark.parametrize("white_box", [True, False])
+def test_pp_keeps_only_the_evidence_the_class_needs(white_box):
+    model, predict_fn = _one_strong_feature()
+    x = np.ones((1, 4), np.float32)
+    settings = dict(mode="PP", shape=(1, 4), feature_range=(0.0, 1.0), no_info_val=0.0, kappa=0.0, beta=0.1,
+                    c_init=1.0, c_steps=4, max_iterations=300)
+    predictor = model if white_box else predict_fn
+    searched = CEM(predictor, prune=False, **settings).explain(x)
+    pruned = CEM(predictor, **settings).explain(x)  # prune=True is the default
+    assert searched.found[0] and pruned.found[0] and pruned.PP_pred == 1
+    assert (searched.PP[0] > 0).sum() > 1  # the elastic net alone spreads the evidence (over all 4 here)
+    # the pruned PP keeps the first feature only, at the least value that keeps class 1 (up to the shrink grid)
+    assert np.array_equal(pruned.PP[0, 1:], np.zeros(3, np.float32))
+    assert 0.6 < pruned.PP[0, 0] <= 0.6 + 1 / 32 + 1e-6
+    assert predict_fn(pruned.PP).argmax(1)[0] == 1
+    assert pruned.meta["params"]["prune"] is True
+
+
+def test_pruned_pp_is_never_larger_and_keeps_the_class(iris):
+    x = iris["x_test"][:12]
+    searched = _cem(iris, "PP", prune=False).explain(x)
+    pruned = _cem(iris, "PP").explain(x)
+    no_info = iris["median"]
+    assert np.array_equal(searched.found, pruned.found) and np.array_equal(pruned.PP_pred, pruned.X_pred)
+    f = pruned.found
+    assert np.array_equal(iris["model"].predict(pruned.PP[f], verbose=0).argmax(1), pruned.X_pred[f])
+    kept_s, kept_p = np.abs(searched.PP[f] - no_info), np.abs(pruned.PP[f] - no_info)
+    assert np.all((kept_p > 0).sum(1) <= (kept_s > 0).sum(1))
+    assert np.all(kept_p.sum(1) <= kept_s.sum(1) + 1e-5)
+    # still between the no-information value and the instance
+    assert np.all(pruned.PP >= np.minimum(x, no_info) - 1e-6) and np.all(pruned.PP <= np.maximum(x, no_info) + 1e-6)
+
+
+def test_pns_are_not_pruned(iris, pn_instances):
+    a = _cem(iris, "PN", c_steps=2, max_iterations=150).explain(pn_instances)
+    b = _cem(iris, "PN", c_steps=2, max_iterations=150, prune=False).explain(pn_instances)
+    np.testing.assert_array_equal(a.PN, b.PN)
+    assert a.meta["params"]["prune"] is False
