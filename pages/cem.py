@@ -172,6 +172,18 @@ class ModelRun:
                 self._own_model = lambda X: predictor(data.to_table_units(X))
         return self._own_model
 
+    def warm_up(self) -> None:
+        """Compile the PN and PP searches the first explanation runs (default settings), on one test row.
+
+        Called as soon as the classifier is ready, in its job, so that the first explanation a user asks for
+        does not wait for XLA to compile (the iterations and c steps are inputs of the compiled loop: a short
+        search compiles the same program). Black-box models have nothing to compile.
+        """
+        if not self.white_box:
+            return
+        for mode in ("PN", "PP"):
+            self.explainer(mode, default_no_info(self.data), None)[0].warm_up(self.data.X_test[:1])
+
     def explainer(self, mode: str, no_info: str, ae_model) -> tuple[CEM, bool]:
         """The CEM for ``mode`` with this no-information value and autoencoder; True when newly built."""
         key = (mode, no_info, None if ae_model is None else id(ae_model))
@@ -212,8 +224,10 @@ def train_classifier_job(data: Prepared, network: str, controls):
     name, spec = IMAGE_NETWORK if data.is_image else TABULAR_NETWORKS[network]
 
     def finish(values: dict, out: dict) -> ModelRun:
-        return ModelRun(data, TrainedNetwork.from_answer(values["spec"], out), name,
-                        TrainingHistory(**values["history"]), out["val_proba"], values["metrics"]["val_accuracy"])
+        run = ModelRun(data, TrainedNetwork.from_answer(values["spec"], out), name,
+                       TrainingHistory(**values["history"]), out["val_proba"], values["metrics"]["val_accuracy"])
+        run.warm_up()
+        return run
 
     params = {**controls.params(), "network": {"kind": "mlp", **spec}, "n_features": len(data.feature_names),
               "n_classes": len(data.class_names), "image_shape": data.image_shape, "return_val_proba": True}
@@ -228,8 +242,11 @@ def use_own_model_job(data: Prepared, model: own_model.OwnModel, class_map: own_
         job.set_stage("predicting the test rows with your model", 0.0)
         proba = own_model.predict_in_batches(model.predictor, data.to_table_units(data.X_test))
         accuracy = own_model.accuracy(proba, data.y_test)
+        run = ModelRun(data, None, own_model.describe(model), None, proba, accuracy, own=model, class_map=class_map)
+        job.set_stage("preparing the explainer", 1.0)
+        run.warm_up()
         job.set_stage("your model is ready" + ("" if accuracy is None else f", test accuracy {accuracy:.3f}"), 1.0)
-        return ModelRun(data, None, own_model.describe(model), None, proba, accuracy, own=model, class_map=class_map)
+        return run
 
     return training.start(MODEL_JOB, f"Use {model.file_name} on {data.table_name}", use)
 
@@ -242,6 +259,11 @@ def for_own_model(data: Prepared, model: own_model.OwnModel) -> tuple[Prepared, 
     data.y_train = class_map.labels_for_model(data.y_train)
     data.y_test = class_map.labels_for_model(data.y_test)
     return data, class_map
+
+
+def default_no_info(data: Prepared) -> str:
+    """The no-information value the page offers first: the background for images, the median for tables."""
+    return "background" if data.is_image else "median"
 
 
 def true_class(data: Prepared, code: int) -> str:
@@ -281,8 +303,8 @@ def explain_job(job, run: ModelRun, ae_model, position: int, modes: list[str], s
         for name in ("kappa", "beta", "gamma", "c_init", "c_steps", "max_iterations", "learning_rate_init"):
             setattr(cem, name, settings[name])
         done = i * c_steps
-        job.set_stage(f"{mode}: compiling the optimisation loop (a few seconds the first time)" if fresh
-                      else f"{mode}: searching", done / total)
+        job.set_stage(f"{mode}: compiling the optimisation loop (a few seconds the first time)" if fresh and
+                      run.white_box else f"{mode}: searching", done / total)
 
         def report(event: dict, done=done, mode=mode) -> None:
             status = "found" if event["found"] else "none found yet"
@@ -664,7 +686,7 @@ if model_run is not None:
                                               min(500 if image else 1000, SETTINGS.max_iterations), step=100,
                                               key="cem:max_iterations",
                                               help=f"At most {SETTINGS.max_iterations:,} on this server.")
-        no_info_options = ["background", "median", "mean"] if image else ["median", "mean"]
+        no_info_options = ["background", "median", "mean"] if image else ["median", "mean"]  # default_no_info first
         no_info = cols[3].selectbox("No-information value", no_info_options, key="cem:no_info",
                                     format_func=NO_INFO.get,
                                     help="The value a feature takes when it carries no evidence: PNs move features "

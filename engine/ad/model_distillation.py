@@ -374,6 +374,7 @@ class ModelDistillation(BaseDetector, ThresholdMixin):
         self.distilled_model_ = student
         self.history_ = history
         self._score_fn = None
+        self.score(X[:1])  # trace the scoring function now, so the first score() after fit is quick
 
     def _teacher_targets(self, X: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         kind, temperature, teacher = self.teacher_output_, float(self.temperature), self.model

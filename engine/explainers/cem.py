@@ -908,8 +908,33 @@ class CEM:
         """The Keras model's probabilities as one compiled function (pruning calls it once per round)."""
         key = ("proba", id(self.predict))
         if key not in self._compiled:
-            self._compiled[key] = tf.function(self._model_proba, reduce_retracing=True, autograph=False)
+            spec = tf.TensorSpec((None,) + tuple(self._feature_shape()), tf.float32)
+            self._compiled[key] = tf.function(self._model_proba, input_signature=[spec], autograph=False)
         return self._compiled[key]
+
+    def warm_up(self, X: np.ndarray) -> "CEM":
+        """Compile what :meth:`explain` runs for instances shaped like ``X``, so the first explanation is quick.
+
+        Runs a two-iteration search of one ``c`` step (the iterations and ``c`` are inputs of the compiled
+        loop, so it is the same program) and, for a pertinent positive with ``prune``, traces the pruning's
+        probability function. Settings are left as they were. A black-box predictor has nothing to compile.
+
+        Examples
+        --------
+        >>> cem = CEM(model, mode='PN', shape=(1, 4)).warm_up(X_test[:1])  # doctest: +SKIP
+        >>> exp = cem.explain(X_test[:1])  # no compilation wait  # doctest: +SKIP
+        """
+        if not self.is_white_box:
+            return self
+        saved = self.max_iterations, self.c_steps
+        try:
+            self.max_iterations, self.c_steps = 2, 1
+            self.explain(X)
+            if self.mode == "PP" and self.prune:
+                self._compiled_proba()(np.zeros((1,) + tuple(self._feature_shape()), np.float32))
+        finally:
+            self.max_iterations, self.c_steps = saved
+        return self
 
     def _drop_features(self, z: np.ndarray, empty: np.ndarray, onehot: np.ndarray, need: float) -> np.ndarray:
         """Backward elimination: per row, set the kept feature whose removal leaves the largest margin back to

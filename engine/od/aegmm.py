@@ -50,6 +50,10 @@ from engine.validation import as_float_array
 
 # Rows per compiled scoring step, whatever batch_size the caller asks for: bounds memory.
 MAX_ROWS_PER_STEP = 65_536
+# Whole chunks of this many rows (when batch_size allows) are scored by one XLA-compiled float32 program,
+# compiled once per detector on the first such chunk (about 0.3 s); the rows after the last whole chunk, and
+# smaller calls, use the plain graph, which needs no compilation.
+FAST_ROWS = 32_768
 # Floor under norms in the reconstruction features (keeps them and their gradients finite).
 _NORM_EPS = 1e-12
 
@@ -434,8 +438,9 @@ class OutlierAEGMM(BaseDetector, ThresholdMixin):
                 "training diverged: the Gaussian mixture estimated after training is not finite. Lower the "
                 "learning rate, raise w_cov_diag, or standardise the features."
             )
-        param_tensors = _param_tensors(params)
-        train_scores = _batched(lambda x: compiled["energy"](x, *param_tensors), X, MAX_ROWS_PER_STEP)
+        # On large training sets this compiles the XLA scoring program here, in training, rather than in the
+        # first scoring call after it.
+        train_scores = _energies(compiled, params, X, MAX_ROWS_PER_STEP)
         if not np.isfinite(train_scores).all():
             raise TrainingDivergedError(
                 f"training diverged: {int((~np.isfinite(train_scores)).sum())} training scores are not finite. "
@@ -484,6 +489,10 @@ class OutlierAEGMM(BaseDetector, ThresholdMixin):
     def score(self, X: np.ndarray, batch_size: int = int(1e10)) -> np.ndarray:
         """Sample energy of every row (higher = more unusual).
 
+        Whole chunks of ``FAST_ROWS`` (32,768) rows, where ``batch_size`` allows them, run one
+        XLA-compiled float32 program (compiled on the first such chunk); the other rows run the
+        float64 graph. The two agree to about 1e-6 relative.
+
         Parameters
         ----------
         X : array (N, F)
@@ -496,8 +505,7 @@ class OutlierAEGMM(BaseDetector, ThresholdMixin):
         numpy.ndarray (N,), float64
         """
         X, step = self._checked(X, batch_size)
-        params = _param_tensors(self.gmm_params_)
-        return _batched(lambda x: self._compiled["energy"](x, *params), X, step)
+        return _energies(self._compiled, self.gmm_params_, X, step)
 
     def infer_threshold(self, X: np.ndarray, threshold_perc: float = 95.0, batch_size: int = int(1e10)) -> None:
         """Set ``threshold`` to the ``threshold_perc`` percentile of the scores of ``X``.
@@ -688,6 +696,12 @@ def _compile(net: keras.Model, n_features: int, scaler: Standardizer | None) -> 
         _, z = _latent(net, standardize(x))
         return gmm.sample_energy(z, phi, mu, chol)
 
+    @tf.function(input_signature=[rows, *(tf.TensorSpec([None] * r, tf.float32) for r in (3, 2, 1))],
+                 jit_compile=True)
+    def fast_energy(x, whiten, mu, offset):
+        _, z = _latent(net, standardize(x))
+        return gmm.sample_energy_whitened(z, whiten, mu, offset)
+
     @tf.function(input_signature=[rows, tf.TensorSpec([None], tf.float32)])
     def statistics(x, shift):
         z, gamma = _latent_and_memberships(net, standardize(x))
@@ -703,7 +717,27 @@ def _compile(net: keras.Model, n_features: int, scaler: Standardizer | None) -> 
         recon = _latent(net, standardize(x))[0]
         return recon * scale + mean if scaler is not None else recon
 
-    return {"energy": energy, "statistics": statistics, "squared_error": squared_error, "reconstruct": reconstruct}
+    return {"energy": energy, "fast_energy": fast_energy, "statistics": statistics, "squared_error": squared_error,
+            "reconstruct": reconstruct}
+
+
+def _energies(compiled: dict, params: dict[str, np.ndarray], X: np.ndarray, step: int) -> np.ndarray:
+    """Energies of the rows of ``X``: whole ``FAST_ROWS`` chunks through XLA (where it works), the rest in ``step``s."""
+    n_fast = len(X) // FAST_ROWS * FAST_ROWS if step >= FAST_ROWS and "fast_energy" in compiled else 0
+    parts = []
+    if n_fast:
+        whiten, mu, offset = (tf.constant(a) for a in gmm.whitened_params(params["phi"], params["mu"],
+                                                                           params["cholesky"]))
+        try:
+            parts = [compiled["fast_energy"](X[i:i + FAST_ROWS], whiten, mu, offset).numpy().astype(np.float64)
+                     for i in range(0, n_fast, FAST_ROWS)]
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError):
+            compiled.pop("fast_energy", None)  # no XLA for this network here: the plain graph from now on
+            parts, n_fast = [], 0
+    if n_fast < len(X):
+        param_tensors = _param_tensors(params)
+        parts.append(_batched(lambda x: compiled["energy"](x, *param_tensors), X[n_fast:], step))
+    return np.concatenate(parts)
 
 
 def _batched(fn: Callable, X: np.ndarray, step: int) -> np.ndarray:

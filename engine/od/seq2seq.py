@@ -497,6 +497,7 @@ class OutlierSeq2Seq(BaseDetector, ThresholdMixin):
             log_metric=metric, callbacks=callbacks, progress=progress, cancel=cancel, time_budget=time_budget,
         )
         self.seq2seq_, self.scaler_, self.history_ = model, scaler, history
+        self._forward(windows[:1], 1)  # trace the scoring function now, so the first score() after fit is quick
         return self
 
     # ------------------------------------------------------------------ scores

@@ -205,3 +205,16 @@ def test_no_explanation_chosen_is_a_message():
     no_exceptions(at)
     assert any("Choose at least one explanation" in e.value for e in at.error)
     assert "job::cem-explain" not in at.session_state
+
+
+def test_the_explainers_are_compiled_when_the_classifier_is_ready():
+    at = _trained_page(epochs=5)
+    run = at.session_state["job::cem-model"].result
+    # PN and PP for the default settings (median no-information value, no autoencoder) were built and run once,
+    # so their compiled searches exist before the first explanation is asked for.
+    assert set(run.explainers) == {("PN", "median", None), ("PP", "median", None)}
+    assert all(cem._compiled for cem in run.explainers.values())
+    compiled = {key: dict(cem._compiled) for key, cem in run.explainers.items()}
+    _explain(at, modes=["PN", "PP"])
+    # The first explanation reused them: nothing was traced again.
+    assert {key: dict(cem._compiled) for key, cem in run.explainers.items()} == compiled

@@ -402,3 +402,43 @@ def test_loss_is_finite_and_differentiable():
     grads = tape.gradient(loss, net.trainable_variables)
     assert loss.dtype == tf.float32 and np.isfinite(loss.numpy())
     assert all(g is not None and np.isfinite(g.numpy()).all() for g in grads)
+
+
+# --------------------------------------------------------------------------- the fast (XLA, float32) scoring path
+def test_large_calls_score_like_small_ones_through_the_compiled_float32_path(fitted):
+    from engine.od import aegmm
+
+    rows = normal_rows(aegmm.FAST_ROWS + 1000, np.random.default_rng(5))
+    rows[::7] = outlier_rows(len(rows[::7]), np.random.default_rng(6))
+    large = fitted.score(rows)  # one whole FAST_ROWS chunk through XLA, the rest through the float64 graph
+    small = fitted.score(rows, batch_size=4096)  # the float64 graph only
+    np.testing.assert_allclose(large, small, rtol=1e-5, atol=1e-4)
+    assert large.dtype == np.float64 and np.isfinite(large).all()
+
+
+def test_whitened_energy_equals_the_mixture_energy():
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(200, 3))
+    a = rng.normal(size=(2, 3, 3))
+    cov = a @ np.swapaxes(a, 1, 2) + 0.1 * np.eye(3)
+    chol = np.linalg.cholesky(cov)
+    phi, mu = np.array([0.3, 0.7]), rng.normal(size=(2, 3))
+    expected = gmm.sample_energy(tf.constant(z), tf.constant(phi), tf.constant(mu), tf.constant(chol)).numpy()
+    whiten, mu32, offset = gmm.whitened_params(phi, mu, chol)
+    got = gmm.sample_energy_whitened(tf.constant(z, tf.float32), whiten, mu32, offset).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_scoring_falls_back_to_the_graph_where_xla_is_missing(fitted, monkeypatch):
+    from engine.od import aegmm
+
+    rows = normal_rows(aegmm.FAST_ROWS, np.random.default_rng(7))
+    expected = fitted.score(rows, batch_size=4096)
+    compiled = dict(fitted._compiled)
+
+    def no_xla(*args):
+        raise tf.errors.UnimplementedError(None, None, "no XLA here")
+
+    monkeypatch.setattr(fitted, "_compiled", {**compiled, "fast_energy": no_xla})
+    np.testing.assert_allclose(fitted.score(rows), expected, rtol=1e-6)
+    assert "fast_energy" not in fitted._compiled  # not tried again

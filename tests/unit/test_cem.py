@@ -405,3 +405,21 @@ def test_pns_are_not_pruned(iris, pn_instances):
     b = _cem(iris, "PN", c_steps=2, max_iterations=150, prune=False).explain(pn_instances)
     np.testing.assert_array_equal(a.PN, b.PN)
     assert a.meta["params"]["prune"] is False
+
+
+@pytest.mark.parametrize("mode", ["PN", "PP"])
+def test_warm_up_compiles_what_explain_runs_and_keeps_the_settings(iris, mode):
+    cem = _cem(iris, mode)
+    settings = (cem.max_iterations, cem.c_steps)
+    assert cem.warm_up(iris["x_test"][:1]) is cem
+    assert (cem.max_iterations, cem.c_steps) == settings
+    compiled = dict(cem._compiled)
+    assert any(key[0] == "white" for key in compiled if isinstance(key, tuple))
+    exp = cem.explain(iris["x_test"][1:2])
+    assert dict(cem._compiled) == compiled  # the explanation traced and compiled nothing new
+    assert exp.data[mode] is not None
+
+
+def test_warm_up_of_a_black_box_does_nothing(iris):
+    cem = _cem(iris, "PN", predictor=iris["predict_fn"])
+    assert cem.warm_up(iris["x_test"][:1]) is cem and cem._compiled == {}
