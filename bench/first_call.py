@@ -44,41 +44,35 @@ def _job_seconds(at, key: str) -> float:
     return float(job.seconds)
 
 
-def cem_page(dataset: str | None) -> dict:
-    at = page("cem", timeout=300)
+def page_first_and_next(name: str, setup) -> dict:
+    """Train on page ``name`` (after ``setup(at)`` set its inputs), then explain test rows 0, 1 and 2."""
+    at = page(name, timeout=300)
     at.run()
-    if dataset is not None:
-        at.selectbox(key="cem:dataset").set_value(dataset).run()
-    at.button(key="cem:train").click()
+    setup(at)
+    at.button(key=f"{name}:train").click()
     at.run()
-    run_until_job_done(at, "cem-model", timeout=600)
-    train = _job_seconds(at, "cem-model")
+    run_until_job_done(at, f"{name}-model", timeout=600)
+    train = _job_seconds(at, f"{name}-model")
     times = []
     for row in (0, 1, 2):
-        at.number_input(key="cem:row").set_value(row)
-        at.button(key="cem:explain").click()
+        at.number_input(key=f"{name}:row").set_value(row)
+        at.button(key=f"{name}:explain").click()
         at.run()
-        run_until_job_done(at, "cem-explain", timeout=600)
-        times.append(_job_seconds(at, "cem-explain"))
+        run_until_job_done(at, f"{name}-explain", timeout=600)
+        times.append(_job_seconds(at, f"{name}-explain"))
     return {"train_job_s": train, "first_s": times[0], "next_s": times[1:]}
+
+
+def cem_page(dataset: str | None) -> dict:
+    def setup(at):
+        if dataset is not None:
+            at.selectbox(key="cem:dataset").set_value(dataset).run()
+
+    return page_first_and_next("cem", setup)
 
 
 def anchors_page() -> dict:
-    at = page("anchors", timeout=300)
-    at.run()
-    at.number_input(key="anchors:max_train").set_value(5000)
-    at.button(key="anchors:train").click()
-    at.run()
-    run_until_job_done(at, "anchors-model", timeout=600)
-    train = _job_seconds(at, "anchors-model")
-    times = []
-    for row in (0, 1, 2):
-        at.number_input(key="anchors:row").set_value(row)
-        at.button(key="anchors:explain").click()
-        at.run()
-        run_until_job_done(at, "anchors-explain", timeout=600)
-        times.append(_job_seconds(at, "anchors-explain"))
-    return {"train_job_s": train, "first_s": times[0], "next_s": times[1:]}
+    return page_first_and_next("anchors", lambda at: at.number_input(key="anchors:max_train").set_value(5000))
 
 
 def _first_and_steady(score) -> dict:

@@ -90,3 +90,23 @@ def publish_screenshot(shot, name: str) -> None:
 
     if os.environ.get("LANTERN_UPDATE_SCREENSHOTS") == "1":
         shutil.copy(shot, Path(__file__).resolve().parents[2] / "docs" / "images" / name)
+
+
+def set_number(page: Page, label: str, value: int) -> None:
+    """Type ``value`` into the ``st.number_input`` whose label contains ``label`` and commit it (Tab blurs it)."""
+    field = by_test_id(page, "stNumberInput").filter(has_text=label).locator("input")
+    field.fill(str(value))
+    field.press("Tab")
+    wait_for_app_idle(page, after_action=True)
+
+
+def submit(page: Page, label: str) -> None:
+    """Press the form's submit button labelled ``label`` and wait for the rerun."""
+    by_test_id(page, "stFormSubmitButton").filter(has_text=label).locator("button").click()
+    wait_for_app_idle(page, after_action=True)
+
+
+def metric(page: Page, label: str) -> Locator:
+    """The ``st.metric`` whose label is exactly ``label``."""
+    return by_test_id(page, "stMetric").filter(has=by_test_id(page, "stMetricLabel").get_by_text(label, exact=True))
+

@@ -5,31 +5,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
-from tests.e2e.helpers import by_test_id, expect_no_exception, wait_for_app_idle
+from tests.e2e.helpers import by_test_id, expect_no_exception, metric, set_number, submit, wait_for_app_idle
 
 pytestmark = pytest.mark.e2e
 
 JOB_TIMEOUT_MS = 240_000  # a loaded 2-core machine
-
-
-def set_number(page: Page, label: str, value: int) -> None:
-    """Type ``value`` into the ``st.number_input`` labelled ``label`` and commit it (Tab blurs the field)."""
-    field = by_test_id(page, "stNumberInput").filter(has_text=label).locator("input")
-    field.fill(str(value))
-    field.press("Tab")
-    wait_for_app_idle(page, after_action=True)
-
-
-def submit(page: Page, label: str) -> None:
-    by_test_id(page, "stFormSubmitButton").filter(has_text=label).locator("button").click()
-    wait_for_app_idle(page, after_action=True)
-
-
-def metric(page: Page, label: str):
-    """The ``st.metric`` whose label is exactly ``label``."""
-    return by_test_id(page, "stMetric").filter(has=by_test_id(page, "stMetricLabel").get_by_text(label, exact=True))
 
 
 def test_explain_one_adult_row_and_see_rules_precision_and_coverage(page, app_url, artifacts):

@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from tests.app import own_models
-from tests.e2e.helpers import (by_test_id, expect_no_exception, publish_screenshot, upload_through_file_chooser,
-                               wait_for_app_idle)
+from tests.e2e.helpers import (by_test_id, expect_no_exception, metric, publish_screenshot, set_number, submit,
+                               upload_through_file_chooser, wait_for_app_idle)
 
 pytestmark = pytest.mark.e2e
 
 JOB_TIMEOUT_MS = 240_000  # a loaded 2-core machine
-
-
-def set_number(page: Page, label: str, value: int) -> None:
-    field = by_test_id(page, "stNumberInput").filter(has_text=label).locator("input")
-    field.fill(str(value))
-    field.press("Tab")
-    wait_for_app_idle(page, after_action=True)
-
-
-def submit(page: Page, label: str) -> None:
-    by_test_id(page, "stFormSubmitButton").filter(has_text=label).locator("button").click()
-    wait_for_app_idle(page, after_action=True)
-
-
-def metric(page: Page, label: str):
-    return by_test_id(page, "stMetric").filter(has=by_test_id(page, "stMetricLabel").get_by_text(label, exact=True))
 
 
 def test_upload_an_onnx_model_on_anchors_and_explain_one_of_its_predictions(page, app_url, artifacts):
