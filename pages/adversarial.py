@@ -487,22 +487,18 @@ if image_shape is not None:
     st.caption(f"{table.name}: images of {image_shape[0]} × {image_shape[1]} pixels, one per row"
                + (f"; the label is `{table.label}`." if table.label else "."))
 
-source = own_model.source_picker("adv:source", help="Train one on the chosen table, or upload a classifier you "
-                                                    "trained elsewhere: the detector is distilled from it and the "
-                                                    "attack aims at it.")
-own = None
-if source == "own":
-    own = own_model.model_uploader("adv:own_model")
-    if own is not None:
-        own_model.show_model(own)
-        st.caption(("The model names its inputs, so they are read from the table by name. "
-                    if own.predictor.feature_names else
-                    f"Choose its {own.predictor.n_features} feature column(s) below, in the order it was trained on. ")
-                   + "It gets them in the table's units; the page scales them to [0, 1] for the attack and maps "
-                     "them back. "
-                   + ("A Keras model is attacked directly (white box)." if own.white_box else
-                      "It has no gradients (black box): the attack is made against the distilled model and then "
-                      "given to your model (a transfer attack)."))
+source, own = own_model.choose_model("adv", help="Train one on the chosen table, or upload a classifier you "
+                                                 "trained elsewhere: the detector is distilled from it and the "
+                                                 "attack aims at it.")
+if own is not None:
+    st.caption(("The model names its inputs, so they are read from the table by name. "
+                if own.predictor.feature_names else
+                f"Choose its {own.predictor.n_features} feature column(s) below, in the order it was trained on. ")
+               + "It gets them in the table's units; the page scales them to [0, 1] for the attack and maps "
+                 "them back. "
+               + ("A Keras model is attacked directly (white box)." if own.white_box else
+                  "It has no gradients (black box): the attack is made against the distilled model and then "
+                  "given to your model (a transfer attack)."))
 
 with st.form("adv:setup", border=False):
     if image_shape is None or table.label is None:

@@ -164,19 +164,15 @@ if st.session_state.get("anchors:dataset_id") != dataset_id:
     st.session_state["anchors:dataset_id"] = dataset_id
     for key in ("anchors:label", "anchors:features"):
         st.session_state.pop(key, None)
-source = own_model.source_picker("anchors:source")
-own = None
-if source == "own":
-    own = own_model.model_uploader("anchors:own_model")
-    if own is not None:
-        own_model.show_model(own)
-        if own.predictor.feature_names:
-            st.caption("The model names its inputs, so they are read from the table by name: "
-                       f"{own_model.quoted(own.predictor.feature_names, limit=12)} (the feature picker is not used).")
-        else:
-            st.caption(f"Choose its {own.predictor.n_features} feature column(s) below, in the order it was trained "
-                       "on. Text columns reach the model as category codes 0, 1, … in alphabetical order of their "
-                       "values (missing last), numbers as they are.")
+source, own = own_model.choose_model("anchors")
+if own is not None:
+    if own.predictor.feature_names:
+        st.caption("The model names its inputs, so they are read from the table by name: "
+                   f"{own_model.quoted(own.predictor.feature_names, limit=12)} (the feature picker is not used).")
+    else:
+        st.caption(f"Choose its {own.predictor.n_features} feature column(s) below, in the order it was trained "
+                   "on. Text columns reach the model as category codes 0, 1, … in alphabetical order of their "
+                   "values (missing last), numbers as they are.")
 with st.form("anchors:setup", border=False):
     label = st.selectbox("Label column (the classes to predict)", columns,
                          index=columns.index(table.label) if table.label in columns else 0, key="anchors:label",

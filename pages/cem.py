@@ -501,18 +501,14 @@ if st.session_state.get("cem:dataset_id") != dataset_id:
     for key in DATA_WIDGETS:
         st.session_state.pop(key, None)
 split_column = find_split_column(table.frame)
-source = own_model.source_picker("cem:source")
-own = None
-if source == "own":
-    own = own_model.model_uploader("cem:own_model")
-    if own is not None:
-        own_model.show_model(own)
-        st.caption("CEM needs gradients of the model: a Keras model gives exact ones (white box); an ONNX or "
-                   "scikit-learn model is a black box, so CEM estimates them numerically (slower). "
-                   + ("The model names its inputs, so they are read from the table by name."
-                      if own.predictor.feature_names else
-                      f"Choose its {own.predictor.n_features} feature column(s) below, in the order it was trained "
-                      "on.") + " It gets them in the table's units.")
+source, own = own_model.choose_model("cem")
+if own is not None:
+    st.caption("CEM needs gradients of the model: a Keras model gives exact ones (white box); an ONNX or "
+               "scikit-learn model is a black box, so CEM estimates them numerically (slower). "
+               + ("The model names its inputs, so they are read from the table by name."
+                  if own.predictor.feature_names else
+                  f"Choose its {own.predictor.n_features} feature column(s) below, in the order it was trained "
+                  "on.") + " It gets them in the table's units.")
 
 with st.form("cem:setup", border=False):
     label = st.selectbox("Label column (the classes to predict)", columns,

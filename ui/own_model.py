@@ -7,7 +7,7 @@ in trusted mode (``LANTERN_TRUSTED=1``), on your own machine.
 
 The logic (which file kinds are accepted, which table columns feed the model's inputs, how its classes map
 to the label's values, its accuracy) is in plain functions that tests call without Streamlit; the widgets
-(:func:`source_picker`, :func:`model_uploader`, :func:`show_fit`) only lay them out.
+(:func:`choose_model`, :func:`show_fit`) only lay them out.
 """
 
 from __future__ import annotations
@@ -253,6 +253,19 @@ def model_uploader(key: str) -> OwnModel | None:
         return None
     st.session_state[state_key] = (upload.file_id, model)
     return model
+
+
+def choose_model(prefix: str, *, help: str | None = None) -> tuple[str, OwnModel | None]:
+    """The classifier source picker and, for "Use my own model", the uploader and the model's description.
+
+    Returns the source (a key of :data:`SOURCES`) and the loaded model (None when training here or while no
+    file has loaded); widget keys are ``<prefix>:source`` and ``<prefix>:own_model``.
+    """
+    source = source_picker(f"{prefix}:source", help=help)
+    own = model_uploader(f"{prefix}:own_model") if source == "own" else None
+    if own is not None:
+        show_model(own)
+    return source, own
 
 
 def show_model(model: OwnModel) -> None:

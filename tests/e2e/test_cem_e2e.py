@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.helpers import publish_screenshot, by_test_id, expect_no_exception, wait_for_app_idle
+from tests.e2e.helpers import by_test_id, expect_no_exception, publish_screenshot, submit, wait_for_app_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -20,11 +20,6 @@ def set_number(page: Page, label: str, value: int) -> None:
     field = page.get_by_label(label, exact=True)
     field.fill(str(value))
     field.press("Tab")
-    wait_for_app_idle(page, after_action=True)
-
-
-def submit(page: Page, label: str) -> None:
-    by_test_id(page, "stFormSubmitButton").filter(has_text=label).locator("button").click()
     wait_for_app_idle(page, after_action=True)
 
 
