@@ -72,6 +72,9 @@ class Job:
     started: float | None = None
     finished: float | None = None
     cancel: CancelToken = field(default_factory=CancelToken)
+    time_budget: float | None = None  # seconds the server gives the job (the engine's ``fit(time_budget=...)``)
+    context: Any = None  # what the page keeps next to the job (never sent to where the job runs)
+    view: Any = None  # the page's view of the answer, built once in the page's thread (see ui.training.outcome)
 
     @property
     def active(self) -> bool:

@@ -63,6 +63,39 @@ def start_task(key: str, label: str, task: str, params: dict, arrays: dict,
     return start(key, label, lambda job: finish(*run_task(job, task, params, arrays)), kind=kind)
 
 
+def start_job(key: str, label: str, fn: Callable[[Any, Any], Any], request: Any, *, kind: str = "train",
+              context: Any = None) -> Job | None:
+    """Run the job function ``fn(request, progress)`` (see :mod:`jobs`) under ``key``; see :func:`start`.
+
+    ``fn`` is passed by reference; its answer becomes the job's result. ``context`` stays with the job in this
+    process (the page's own data needed to show the answer) and is never sent to where the job runs.
+    """
+    from ui.settings import SETTINGS
+
+    def run(job: Job) -> Any:
+        job.time_budget = SETTINGS.job_time_budget_s
+        return fn(request, job)
+
+    job = start(key, label, run, kind=kind)
+    if job is not None:
+        job.context = context
+    return job
+
+
+def outcome(key: str, build: Callable[[Any, Any], Any]) -> Any:
+    """The page's view of the finished job under ``key``: ``build(answer, context)``, built once, else None.
+
+    ``build`` runs in the page's script thread the first time the answer is shown (never in the job's thread)
+    and its value is kept with the job, so slider moves and reruns reuse it.
+    """
+    job = current(key)
+    if job is None or job.state != DONE:
+        return None
+    if job.view is None:
+        job.view = build(job.result, job.context)
+    return job.view
+
+
 def result(key: str) -> Any:
     """The result of the finished job under ``key``, else None."""
     job = current(key)
@@ -141,7 +174,7 @@ def panel(key: str, *, show_loss: bool = True) -> Job | None:
     return job
 
 
-__all__ = ["start", "start_task", "panel", "current", "result", "forget", "DONE", "FAILED", "CANCELLED", "RUNNING", "QUEUED"]
+__all__ = ["start", "start_job", "outcome", "start_task", "panel", "current", "result", "forget", "DONE", "FAILED", "CANCELLED", "RUNNING", "QUEUED"]
 
 
 class TrainingControls:
