@@ -25,7 +25,8 @@ import numpy as np
 import tensorflow as tf
 
 from engine.classifiers import batch_slices
-from engine.training import CancelToken, ProgressFn, TrainingHistory, train
+from engine.nets import seeded_initializers
+from engine.training import TrainingConfig, TrainingHistory, train
 from engine.validation import as_float_array
 
 __all__ = ["build_autoencoder", "train_autoencoder", "reconstruction_mse", "default_latent"]
@@ -103,11 +104,10 @@ def build_autoencoder(
         if int(np.prod(input_shape)) != n_features:
             raise ValueError(f"input_shape {input_shape} holds {int(np.prod(input_shape))} values, but "
                              f"n_features is {n_features}.")
-    counter = iter(range(10_000))
+    init = seeded_initializers(seed)
 
     def dense(units: int, act: str):
-        init = keras.initializers.GlorotUniform(seed=None if seed is None else seed + next(counter))
-        return keras.layers.Dense(units, activation=act, kernel_initializer=init)
+        return keras.layers.Dense(units, activation=act, kernel_initializer=init())
 
     layers: list = [keras.Input(input_shape or (n_features,))]
     if input_shape is not None:
@@ -128,17 +128,10 @@ def _mse(target, outputs):
 def train_autoencoder(
     model: keras.Model,
     X,
+    config: TrainingConfig | None = None,
     *,
-    epochs: int = 20,
-    batch_size: int = 64,
-    optimizer: Any = "adam",
-    seed: int | None = None,
-    verbose: bool = False,
-    callbacks=None,
-    progress: ProgressFn | None = None,
-    cancel: CancelToken | None = None,
-    time_budget: float | None = None,
     validation=None,
+    **settings: Any,
 ) -> tuple[TrainingHistory, dict[str, float]]:
     """Train ``model`` to reproduce ``X`` (mean squared error), in place.
 
@@ -147,8 +140,8 @@ def train_autoencoder(
     model : keras.Model
         An autoencoder, e.g. from :func:`build_autoencoder`.
     X : array-like, shape (n, *instance_shape)
-    epochs, batch_size, optimizer, seed, verbose, callbacks, progress, cancel, time_budget
-        As in :func:`engine.training.train`.
+    config : TrainingConfig, optional
+        Epochs, batch size, optimizer, seed, callbacks, progress, cancellation, time budget, ...
     validation : array-like, optional
         Held-out rows whose reconstruction error is reported as ``val_mse``.
 
@@ -158,6 +151,12 @@ def train_autoencoder(
     metrics : dict
         ``train_mse`` (and ``val_mse`` with ``validation``): mean squared reconstruction error.
 
+    Other Parameters
+    ----------------
+    **settings
+        :class:`~engine.training.TrainingConfig` fields by name (``epochs=5``, ``seed=0``, ...),
+        replacing those of ``config``.
+
     Examples
     --------
     >>> X = np.zeros((16, 4), 'float32')
@@ -166,8 +165,7 @@ def train_autoencoder(
     True
     """
     X = as_float_array(X)
-    history = train(model, _mse, X, optimizer=optimizer, epochs=epochs, batch_size=batch_size, seed=seed,
-                    verbose=verbose, callbacks=callbacks, progress=progress, cancel=cancel, time_budget=time_budget)
+    history = train(model, _mse, X, config=TrainingConfig.of(config, **settings))
     metrics = {"train_mse": reconstruction_mse(model, X)}
     if validation is not None:
         metrics["val_mse"] = reconstruction_mse(model, as_float_array(validation, name="validation"))

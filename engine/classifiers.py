@@ -32,7 +32,8 @@ import numpy as np
 import tensorflow as tf
 
 from engine.errors import DataError
-from engine.training import CancelToken, ProgressFn, TrainingHistory, train
+from engine.nets import seeded_initializers
+from engine.training import TrainingConfig, TrainingHistory, train
 from engine.validation import as_float_array
 
 __all__ = [
@@ -229,10 +230,7 @@ def build_classifier(
     if not 0.0 <= float(dropout) < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
     hidden = (64,) if hidden is None else tuple(int(h) for h in hidden)
-    counter = iter(range(10_000))
-
-    def init():
-        return keras.initializers.GlorotUniform(seed=None if seed is None else seed + next(counter))
+    init = seeded_initializers(seed)
 
     layers: list = [keras.Input((n_features,))]
     if kind == "cnn":
@@ -262,17 +260,10 @@ def train_classifier(
     model: keras.Model,
     X,
     y,
+    config: TrainingConfig | None = None,
     *,
-    epochs: int = 20,
-    batch_size: int = 64,
-    optimizer: Any = "adam",
-    seed: int | None = None,
-    verbose: bool = False,
-    callbacks=None,
-    progress: ProgressFn | None = None,
-    cancel: CancelToken | None = None,
-    time_budget: float | None = None,
     validation: tuple[Any, Any] | None = None,
+    **settings: Any,
 ) -> tuple[TrainingHistory, dict[str, float]]:
     """Train a softmax classifier on integer labels with sparse categorical cross-entropy.
 
@@ -283,8 +274,9 @@ def train_classifier(
     X : array-like, shape (n, n_features)
     y : array-like of int, shape (n,)
         Class codes ``0..k-1`` (see :class:`LabelEncoder`).
-    epochs, batch_size, optimizer, seed, verbose, callbacks, progress, cancel, time_budget
-        As in :func:`engine.training.train`; progress events carry the running ``accuracy``.
+    config : TrainingConfig, optional
+        Epochs, batch size, optimizer, seed, callbacks, progress, cancellation, time budget, ...;
+        progress events carry the running ``accuracy`` (the config's ``log_metric`` is replaced).
     validation : (X_val, y_val), optional
         Held-out data whose accuracy is reported as ``val_accuracy``.
 
@@ -295,6 +287,12 @@ def train_classifier(
     metrics : dict
         ``train_accuracy`` (of the trained model on ``X``), ``val_accuracy`` (with
         ``validation``) and ``n_classes``.
+
+    Other Parameters
+    ----------------
+    **settings
+        :class:`~engine.training.TrainingConfig` fields by name (``epochs=5``, ``seed=0``, ...),
+        replacing those of ``config``.
 
     Examples
     --------
@@ -307,11 +305,9 @@ def train_classifier(
     X = as_float_array(X, ndim=2, n_features=n_inputs)
     n_classes = int(model.output_shape[-1]) if hasattr(model, "output_shape") else None
     y = _check_labels(y, len(X), n_classes)
-    history = train(
-        model, _sparse_xent, X, y, optimizer=optimizer, epochs=epochs, batch_size=batch_size, seed=seed,
-        verbose=verbose, log_metric=("accuracy", keras.metrics.SparseCategoricalAccuracy()), callbacks=callbacks,
-        progress=progress, cancel=cancel, time_budget=time_budget,
-    )
+    config = TrainingConfig.of(config, **settings)
+    metric = ("accuracy", keras.metrics.SparseCategoricalAccuracy())
+    history = train(model, _sparse_xent, X, y, config=config.replace(log_metric=metric))
     metrics: dict[str, float] = {"train_accuracy": accuracy(model, X, y), "n_classes": n_classes}
     if validation is not None:
         X_val = as_float_array(validation[0], name="X_val", ndim=2, n_features=X.shape[1])

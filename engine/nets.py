@@ -8,8 +8,9 @@ from a ``keras.Sequential`` of allowed layers (the networks users pass to detect
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import keras
 
@@ -163,6 +164,38 @@ def _weights_of(cls_name: str, layer: keras.layers.Layer, input_shape: tuple) ->
     return 0
 
 
+def seeded(initializer: type = keras.initializers.GlorotUniform, seed: int | None = None, offset: int = 0):
+    """An ``initializer`` seeded with ``seed + offset``, or unseeded when ``seed`` is None.
+
+    Every seeded layer in the engine takes its initialiser from here (directly or through
+    :func:`seeded_initializers`), so no global random state is touched.
+
+    Examples
+    --------
+    >>> seeded(keras.initializers.Orthogonal, 3, 1).seed
+    4
+    >>> seeded(seed=None).seed is None
+    True
+    """
+    return initializer(seed=None if seed is None else seed + offset)
+
+
+def seeded_initializers(seed: int | None, initializer: type = keras.initializers.GlorotUniform) -> Callable:
+    """A function returning a new ``initializer`` per call, seeded ``seed``, ``seed + 1``, ... in call order.
+
+    Build a network's layers in order, each with ``kernel_initializer=init()``: one seed gives the
+    same network.
+
+    Examples
+    --------
+    >>> init = seeded_initializers(10)
+    >>> [init().seed, init().seed]
+    [10, 11]
+    """
+    offsets = itertools.count()
+    return lambda: seeded(initializer, seed, next(offsets))
+
+
 def mlp(
     n_inputs: int,
     hidden: Sequence[int],
@@ -183,15 +216,15 @@ def mlp(
     >>> mlp(10, [8, 4], 2, output_activation='softmax').output_shape
     (None, 2)
     """
+    init = seeded_initializers(seed)
     layers: list = [keras.Input((int(n_inputs),))]
     for i, units in enumerate(list(hidden) + [n_outputs]):
         last = i == len(hidden)
-        init = keras.initializers.GlorotUniform(seed=None if seed is None else seed + i)
         layers.append(
             keras.layers.Dense(
                 int(units),
                 activation=output_activation if last else activation,
-                kernel_initializer=init,
+                kernel_initializer=init(),
             )
         )
     return keras.Sequential(layers, name=name)

@@ -36,6 +36,7 @@ from typing import IO, Any, Union
 import keras
 import numpy as np
 
+from engine.archive_checks import MAX_COMPRESSION_RATIO, zip_problem  # noqa: F401 (the ratio is part of this API)
 from engine.errors import ArchiveError
 from engine.version import __version__
 
@@ -43,7 +44,6 @@ FORMAT_NAME = "lantern-archive"
 FORMAT_VERSION = 1
 MAX_MEMBER_BYTES = 512 * 1024 * 1024
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-MAX_COMPRESSION_RATIO = 200
 _MEMBERS = ("manifest.json", "arrays.npz")
 _REGISTRY: dict[str, tuple[str, type]] = {}
 # Modules whose import registers every archivable class; imported on a registry miss.
@@ -144,13 +144,10 @@ def _read_source(source: Source) -> bytes:
 def _check_npz_members(npz_bytes: bytes) -> None:
     """Bound what ``arrays.npz`` (itself a zip) may unpack to, before numpy reads any of it."""
     with zipfile.ZipFile(io.BytesIO(npz_bytes)) as npz:
-        total = 0
-        for info in npz.infolist():
-            total += info.file_size
-            # Small members (zero biases) legitimately compress well; only large ones are suspicious.
-            suspicious = info.file_size > 2**20 and info.file_size / max(info.compress_size, 1) > MAX_COMPRESSION_RATIO
-            if info.file_size > MAX_MEMBER_BYTES or total > MAX_MEMBER_BYTES or suspicious:
-                raise ArchiveError(f"archive array {info.filename} is too large or compressed suspiciously.")
+        # Small members (zero biases) legitimately compress well; only large ones are suspicious.
+        problem = zip_problem(npz.infolist(), max_total_bytes=MAX_MEMBER_BYTES, member_limit=MAX_MEMBER_BYTES)
+        if problem is not None:
+            raise ArchiveError(f"archive array {problem.member} is too large or compressed suspiciously.")
 
 
 def _from_bytes(data: bytes, kind: str) -> Any:
@@ -164,11 +161,12 @@ def _from_bytes(data: bytes, kind: str) -> Any:
             raise ArchiveError(
                 f"not a Lantern archive: expected members {list(_MEMBERS)}, found {sorted(infos)[:10]}."
             )
-        for info in infos.values():
-            limit = MAX_MANIFEST_BYTES if info.filename == "manifest.json" else MAX_MEMBER_BYTES
-            ratio = info.file_size / max(info.compress_size, 1)
-            if info.file_size > limit or ratio > MAX_COMPRESSION_RATIO:
-                raise ArchiveError(f"archive member {info.filename} is too large or compressed suspiciously.")
+        problem = zip_problem(
+            list(infos.values()), max_total_bytes=MAX_MANIFEST_BYTES + MAX_MEMBER_BYTES, ratio_above_bytes=0,
+            member_limit=lambda info: MAX_MANIFEST_BYTES if info.filename == "manifest.json" else MAX_MEMBER_BYTES,
+        )
+        if problem is not None:
+            raise ArchiveError(f"archive member {problem.member} is too large or compressed suspiciously.")
         try:
             manifest = json.loads(zf.read("manifest.json").decode("utf-8"))
         except (ValueError, UnicodeDecodeError, zipfile.BadZipFile) as exc:

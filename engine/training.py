@@ -9,6 +9,7 @@ honours Keras callbacks (``EarlyStopping`` and friends), and is reproducible und
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import threading
@@ -95,6 +96,85 @@ class TrainingHistory:
 ProgressFn = Callable[[TrainingEvent], None]
 
 
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How a network is trained: the settings every training in the engine shares.
+
+    One object carries them from a detector's ``fit`` (or :func:`engine.autoencoders.train_autoencoder`,
+    :func:`engine.classifiers.train_classifier`) to the one loop, :func:`train`. What is particular to one
+    model (its loss, its targets, ``preprocess_fn``) is passed to :func:`train` beside it.
+
+    Parameters
+    ----------
+    optimizer : str, keras optimizer class or instance
+        Optimizer; the reference's default is Adam.
+    epochs, batch_size : int
+        Number of passes over the data and samples per step (both at least 1).
+    shuffle : bool
+        Shuffle the samples every epoch.
+    seed : int, optional
+        Seed of the shuffling, for reproducible runs (no global seed is set).
+    verbose : bool
+        Log the loss after every epoch.
+    log_metric : (str, keras.metrics.Metric), optional
+        A metric updated with ``(target, outputs)`` every batch and reported by name.
+    callbacks : keras callback or list of them, optional
+        Called as in ``model.fit``; setting ``model.stop_training`` stops the run.
+    progress : callable, optional
+        Receives a :class:`TrainingEvent` after every batch and every epoch.
+    cancel : CancelToken, optional
+        When cancelled, the run raises :class:`~engine.errors.TrainingCancelled` at the next batch.
+    time_budget : float, optional
+        Wall-clock seconds after which training stops (at a batch boundary) with
+        ``stopped='time_budget'``.
+
+    Examples
+    --------
+    >>> config = TrainingConfig(epochs=5, seed=0)
+    >>> config.replace(batch_size=32).batch_size, config.batch_size
+    (32, 64)
+    """
+
+    optimizer: Any = "adam"
+    epochs: int = 20
+    batch_size: int = 64
+    shuffle: bool = True
+    seed: int | None = None
+    verbose: bool = False
+    log_metric: tuple[str, keras.metrics.Metric] | None = None
+    callbacks: Iterable[keras.callbacks.Callback] | keras.callbacks.Callback | None = None
+    progress: ProgressFn | None = None
+    cancel: CancelToken | None = None
+    time_budget: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}.")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}.")
+
+    def replace(self, **settings: Any) -> "TrainingConfig":
+        """A copy with ``settings`` changed; an unknown name raises ``TypeError``."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(settings) - names)
+        if unknown:
+            raise TypeError(f"unknown training setting(s) {unknown}; the settings are {sorted(names)}.")
+        return dataclasses.replace(self, **settings) if settings else self
+
+    @classmethod
+    def of(cls, config: "TrainingConfig | None" = None, **settings: Any) -> "TrainingConfig":
+        """``config`` (the defaults when None) with ``settings`` changed: the keyword form of every trainer.
+
+        Examples
+        --------
+        >>> TrainingConfig.of(None, epochs=3).epochs
+        3
+        """
+        if config is not None and not isinstance(config, cls):
+            raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}.")
+        return (config if config is not None else cls()).replace(**settings)
+
+
 def resolve_optimizer(optimizer: Any) -> keras.optimizers.Optimizer:
     """Turn a name (``'adam'``), an optimizer class or an instance into an optimizer instance."""
     if optimizer is None:
@@ -153,21 +233,12 @@ def train(
     loss_fn: Callable[..., tf.Tensor],
     x: np.ndarray,
     y: np.ndarray | None = None,
+    config: TrainingConfig | None = None,
     *,
-    optimizer: Any = "adam",
-    epochs: int = 20,
-    batch_size: int = 64,
-    shuffle: bool = True,
-    seed: int | None = None,
-    verbose: bool = False,
-    log_metric: tuple[str, keras.metrics.Metric] | None = None,
-    callbacks: Iterable[keras.callbacks.Callback] | keras.callbacks.Callback | None = None,
-    progress: ProgressFn | None = None,
-    cancel: CancelToken | None = None,
-    time_budget: float | None = None,
     preprocess_fn: Callable | None = None,
     loss_kwargs: dict | None = None,
     trainable_variables: list | None = None,
+    **settings: Any,
 ) -> TrainingHistory:
     """Train ``model`` to minimise ``loss_fn(target, model(x))``.
 
@@ -182,27 +253,12 @@ def train(
         ``loss_fn(target, outputs, **loss_kwargs)`` returning a scalar (or per-sample) loss.
     x, y : numpy.ndarray
         Training inputs and optional targets, first axis = samples.
-    optimizer : str, keras optimizer class or instance
-        Optimizer; the reference's default is Adam.
-    epochs, batch_size : int
-        Number of passes over the data and samples per step.
-    shuffle : bool
-        Shuffle the samples every epoch.
-    seed : int, optional
-        Seed of the shuffling, for reproducible runs (no global seed is set).
-    verbose : bool
-        Log the loss after every epoch.
-    log_metric : (str, keras.metrics.Metric), optional
-        A metric updated with ``(target, outputs)`` every batch and reported by name.
-    callbacks : keras callback or list of them, optional
-        Called as in ``model.fit``; setting ``model.stop_training`` stops the run.
-    progress : callable, optional
-        Receives a :class:`TrainingEvent` after every batch and every epoch.
-    cancel : CancelToken, optional
-        When cancelled, the run raises :class:`~engine.errors.TrainingCancelled` at the next batch.
-    time_budget : float, optional
-        Wall-clock seconds after which training stops (at a batch boundary) with
-        ``stopped='time_budget'``.
+    config : TrainingConfig, optional
+        Optimizer, epochs, batch size, shuffling, seed, logging, metric, callbacks, progress,
+        cancellation and time budget; the defaults of :class:`TrainingConfig` when omitted.
+    **settings
+        Any :class:`TrainingConfig` field by name (``epochs=5``, ``cancel=token``, ...),
+        replacing the one in ``config``.
     preprocess_fn : callable, optional
         Applied to each input batch before the step.
     loss_kwargs : dict, optional
@@ -230,10 +286,11 @@ def train(
     >>> history.epochs_run
     2
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    config = TrainingConfig.of(config, **settings)
+    optimizer, epochs, batch_size, shuffle, seed = (config.optimizer, config.epochs, config.batch_size,
+                                                    config.shuffle, config.seed)
+    verbose, log_metric, callbacks = config.verbose, config.log_metric, config.callbacks
+    progress, cancel, time_budget = config.progress, config.cancel, config.time_budget
     loss_kwargs = dict(loss_kwargs or {})
     optimizer = resolve_optimizer(optimizer)
     n_samples = len(x)

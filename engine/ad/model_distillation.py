@@ -37,7 +37,6 @@ Examples
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 import keras
@@ -47,9 +46,9 @@ import tensorflow as tf
 from engine.base import BaseDetector, ThresholdMixin, adversarial_prediction_dict, check_is_fitted
 from engine.classifiers import batch_slices, log_probabilities, output_kind
 from engine.errors import ArchiveError, DataError
-from engine.nets import build_sequential, describe_sequential
-from engine.saving import load_detector, model_weights, register_archivable, save_detector, set_model_weights
-from engine.training import CancelToken, ProgressFn, TrainingHistory, train
+from engine.nets import build_sequential, describe_sequential, seeded_initializers
+from engine.saving import model_weights, register_archivable, set_model_weights
+from engine.training import CancelToken, ProgressFn, TrainingConfig, TrainingHistory, train
 from engine.validation import as_float_array
 
 __all__ = ["ModelDistillation", "loss_distillation", "distillation_divergence", "scale_log_probabilities",
@@ -138,10 +137,7 @@ def default_distilled_model(input_shape, n_classes: int, seed: int | None = None
     'Conv2D'
     """
     input_shape = tuple(int(d) for d in input_shape)
-    counter = iter(range(100))
-
-    def init():
-        return keras.initializers.GlorotUniform(seed=None if seed is None else seed + next(counter))
+    init = seeded_initializers(seed)
 
     layers: list = [keras.Input(input_shape)]
     if len(input_shape) == 3:
@@ -237,12 +233,14 @@ class ModelDistillation(BaseDetector, ThresholdMixin):
         self.loss_type = loss_type
         self.temperature = temperature
         self.data_type = data_type
-        self.distilled_model_: keras.Model | None = None
-        self.history_ = None
-        self.n_classes_: int | None = None
-        self.teacher_output_: str | None = None
-        self.student_output_: str | None = None
         self._score_fn = None
+
+    # Learned state: created by fit (None here, at class level, means "not fitted").
+    distilled_model_: keras.Model | None = None
+    history_: TrainingHistory | None = None
+    n_classes_: int | None = None
+    teacher_output_: str | None = None
+    student_output_: str | None = None
 
     # ------------------------------------------------------------------ checks
 
@@ -350,14 +348,15 @@ class ModelDistillation(BaseDetector, ThresholdMixin):
             )
         self.student_output_ = output_kind(student, X)
         temperature = float(self.temperature)
+        config = TrainingConfig(optimizer=optimizer, epochs=epochs, batch_size=batch_size, seed=seed, verbose=verbose,
+                                log_metric=log_metric, callbacks=callbacks, progress=progress, cancel=cancel,
+                                time_budget=time_budget)
 
         if loss_fn is loss_distillation and preprocess_fn is None:
             # The teacher is frozen, so its targets are fixed: compute them once, not at every step.
             targets = self._teacher_targets(X)
             history = train(
-                student, _precomputed_target_loss, X, targets, optimizer=optimizer, epochs=epochs,
-                batch_size=batch_size, seed=seed, verbose=verbose, log_metric=log_metric, callbacks=callbacks,
-                progress=progress, cancel=cancel, time_budget=time_budget,
+                student, _precomputed_target_loss, X, targets, config=config,
                 loss_kwargs={"loss_type": self.loss_type, "student_output": self.student_output_},
                 trainable_variables=student.trainable_variables,
             )
@@ -366,9 +365,7 @@ class ModelDistillation(BaseDetector, ThresholdMixin):
             if loss_fn is loss_distillation:
                 loss_kwargs.update(teacher_output=self.teacher_output_, student_output=self.student_output_)
             history = train(
-                student, loss_fn, X, optimizer=optimizer, epochs=epochs, batch_size=batch_size, seed=seed,
-                verbose=verbose, log_metric=log_metric, callbacks=callbacks, progress=progress, cancel=cancel,
-                time_budget=time_budget, preprocess_fn=preprocess_fn, loss_kwargs=loss_kwargs,
+                student, loss_fn, X, config=config, preprocess_fn=preprocess_fn, loss_kwargs=loss_kwargs,
                 trainable_variables=student.trainable_variables,
             )
         self.distilled_model_ = student
@@ -465,7 +462,7 @@ class ModelDistillation(BaseDetector, ThresholdMixin):
         if not np.isfinite(margin):
             raise ValueError(f"margin must be finite, got {margin}.")
         scores = self.score(X, batch_size=batch_size)
-        self.threshold = self.percentile_threshold(scores, threshold_perc) + margin
+        self.threshold = self.threshold_at(scores, threshold_perc) + margin
 
     def predict(self, X: np.ndarray, batch_size: int = int(1e10), return_instance_score: bool = True) -> dict:
         """Flag adversarial instances: ``score > threshold``.
@@ -483,7 +480,7 @@ class ModelDistillation(BaseDetector, ThresholdMixin):
             instance_score=scores if return_instance_score else None,
         )
 
-    # ------------------------------------------------------------------ archives
+    # ------------------------------------------------------------------ archives (save/load: BaseDetector)
 
     def _archive_state(self) -> tuple[dict, dict]:
         check_is_fitted(self, "distilled_model_", "fit the detector before saving it")
@@ -542,16 +539,4 @@ class ModelDistillation(BaseDetector, ThresholdMixin):
         detector.student_output_ = config["student_output"]
         loss = [float(v) for v in config.get("history_loss", [])]
         detector.history_ = TrainingHistory(loss=loss, epochs_run=len(loss))
-        return detector
-
-    def save(self, path: str | Path) -> Path:
-        """Save to an archive (classifier included); see :func:`engine.saving.save_detector`."""
-        return save_detector(self, path)
-
-    @classmethod
-    def load(cls, source) -> "ModelDistillation":
-        """Load a detector saved with :meth:`save`."""
-        detector = load_detector(source)
-        if not isinstance(detector, cls):
-            raise ArchiveError(f"the archive holds a {type(detector).__name__}, not a ModelDistillation.")
         return detector

@@ -24,11 +24,11 @@ anchor's precision on held-out rows, and :meth:`AnchorTabular.readable_rows` to 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
-from engine.base import check_is_fitted
+from engine.base import Explainer, check_is_fitted
 from engine.errors import DataError
 from engine.explainers.anchor_sampler import (
     SAMPLING_MODES,
@@ -64,7 +64,7 @@ def _open_unit(value, name: str, low_open: bool = True, high_open: bool = True) 
     return value
 
 
-class AnchorTabular:
+class AnchorTabular(Explainer):
     """Anchor explanations of a classifier on tabular data.
 
     Parameters
@@ -124,24 +124,63 @@ class AnchorTabular:
         *,
         sampling: str = "auto",
     ):
-        if isinstance(feature_names, str) or not isinstance(feature_names, Sequence) or not feature_names:
-            raise ValueError("feature_names must be a non-empty list of strings, one per feature.")
-        self.feature_names = [str(n) for n in feature_names]
-        if len(set(self.feature_names)) != len(self.feature_names):
-            raise ValueError("feature_names contains duplicates; every feature needs its own name.")
-        self.categorical_names = self._check_categorical_names(categorical_names or {}, ohe)
-        if sampling not in SAMPLING_MODES:
-            raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {sampling!r}.")
-        self.dtype = dtype
-        self.ohe = bool(ohe)
+        self._configure(feature_names, categorical_names, dtype, ohe, sampling)
         self.seed = seed
-        self.sampling = sampling
-        self._layout()
-        self.sampler_: TabularSampler | None = None
-        self.disc_perc_: tuple | None = None
         self.reset_predictor(predictor)
 
+    # Learned state: created by fit (None here, at class level, means "not fitted").
+    sampler_: TabularSampler | None = None
+    disc_perc_: tuple | None = None
+
     # ------------------------------------------------------------------ configuration
+    def _configure(self, feature_names, categorical_names, dtype, ohe, sampling) -> None:
+        """Check and set the parameters that decide the column layout and the sampling."""
+        if isinstance(feature_names, str) or not isinstance(feature_names, Sequence) or not feature_names:
+            raise ValueError("feature_names must be a non-empty list of strings, one per feature.")
+        names = [str(n) for n in feature_names]
+        if len(set(names)) != len(names):
+            raise ValueError("feature_names contains duplicates; every feature needs its own name.")
+        previous = getattr(self, "feature_names", None)
+        self.feature_names = names
+        try:
+            checked = self._check_categorical_names(categorical_names or {}, ohe)
+            if sampling not in SAMPLING_MODES:
+                raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {sampling!r}.")
+        except ValueError:
+            if previous is not None:
+                self.feature_names = previous
+            raise
+        self.categorical_names = checked
+        self.dtype = dtype
+        self.ohe = bool(ohe)
+        self.sampling = sampling
+        self._layout()
+
+    def set_params(self, **params: Any) -> "AnchorTabular":
+        """Set constructor parameters by name and return ``self`` (see :class:`engine.base.ParamsMixin`).
+
+        A new ``predictor`` is checked and keeps the fit (its cached predictions are forgotten);
+        any other parameter changes the layout or the sampling, so the explainer must be fitted
+        again.
+
+        Examples
+        --------
+        >>> explainer.set_params(seed=1).fit(X_train)  # doctest: +SKIP
+        """
+        valid = self._param_names()
+        unknown = sorted(name for name in params if name not in valid)
+        if unknown:
+            raise ValueError(f"AnchorTabular has no parameter(s) {unknown}; valid parameters are {valid}.")
+        settings = {name: params.get(name, getattr(self, name))
+                    for name in ("feature_names", "categorical_names", "dtype", "ohe", "sampling")}
+        if set(params) - {"predictor"}:
+            self._configure(**settings)
+            self.seed = params.get("seed", self.seed)
+            self.sampler_ = self.disc_perc_ = None
+        if params:
+            self.reset_predictor(params.get("predictor", self._predictor))  # checked against the layout
+        return self
+
     def _check_categorical_names(self, names: Mapping, ohe: bool) -> dict:
         if not isinstance(names, Mapping):
             raise ValueError("categorical_names must be a dict {feature index: list of category names}.")

@@ -80,6 +80,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from engine.base import Explainer
 from engine.errors import (
     DataError,
     NotFittedError,
@@ -178,7 +179,7 @@ def _project(v, feasible: dict, xp, lazy: bool = False):
     return xp.where(in_gap, end, v)
 
 
-class CEM:
+class CEM(Explainer):
     """Contrastive Explanation Method: pertinent negatives (PN) or pertinent positives (PP).
 
     Parameters
@@ -294,9 +295,17 @@ class CEM:
         self.early_stop = early_stop
         self.jit_compile = jit_compile
         self.prune = prune
-        self.no_info_val_: np.ndarray | None = None
-        self.no_info_type_: str | None = None
         self._compiled: dict = {}
+
+    # Learned state: created by fit (None here, at class level, means "not fitted").
+    no_info_val_: np.ndarray | None = None
+    no_info_type_: str | None = None
+
+    def _set_param(self, name: str, value: Any) -> None:
+        if name == "predict":
+            self.reset_predictor(value)  # checks it and forgets the loops compiled for the old one
+        else:
+            setattr(self, name, value)
 
     # ------------------------------------------------------------------ configuration
 

@@ -44,8 +44,8 @@ from engine.errors import ArchiveError, DataError, NotFittedError, TrainingDiver
 from engine.nets import build_sequential, describe_sequential, mlp
 from engine.od import gmm
 from engine.preprocessing import Standardizer
-from engine.saving import load_detector, model_weights, register_archivable, save_detector, set_model_weights
-from engine.training import CancelToken, ProgressFn, TrainingHistory, train
+from engine.saving import model_weights, register_archivable, set_model_weights
+from engine.training import CancelToken, ProgressFn, TrainingConfig, TrainingHistory, train
 from engine.validation import as_float_array
 
 # Rows per compiled scoring step, whatever batch_size the caller asks for: bounds memory.
@@ -339,16 +339,19 @@ class OutlierAEGMM(BaseDetector, ThresholdMixin):
         self.n_gmm = n_gmm
         self.recon_features = recon_features
         self.data_type = data_type
-        self._forget_fit()
+        self._compiled: dict[str, Callable] = {}
 
     # ------------------------------------------------------------------ fitting
+    # Learned state: created by fit (None here, at class level, means "not fitted").
+    aegmm_: keras.Model | None = None
+    gmm_params_: dict[str, np.ndarray] | None = None
+    scaler_: Standardizer | None = None
+    history_: TrainingHistory | None = None
+    n_features_in_: int | None = None
+
     def _forget_fit(self) -> None:
-        self.aegmm_: keras.Model | None = None
-        self.gmm_params_: dict[str, np.ndarray] | None = None
-        self.scaler_: Standardizer | None = None
-        self.history_: TrainingHistory | None = None
-        self.n_features_in_: int | None = None
-        self._compiled: dict[str, Callable] = {}
+        self.aegmm_ = self.gmm_params_ = self.scaler_ = self.history_ = self.n_features_in_ = None
+        self._compiled = {}
 
     def fit(
         self,
@@ -425,12 +428,11 @@ class OutlierAEGMM(BaseDetector, ThresholdMixin):
             return loss_fn(target, x_recon, z, gamma, **kwargs)
 
         metric = None if log_metric is None else (log_metric[0], _OnReconstruction(log_metric[1]))
-        history = train(
-            net, aegmm_loss, X_train,
-            optimizer=optimizer, epochs=epochs, batch_size=batch_size, seed=seed, verbose=verbose,
-            log_metric=metric, callbacks=callbacks, progress=progress, cancel=cancel, time_budget=time_budget,
-            loss_kwargs=_accepted_kwargs(loss_fn, {"w_energy": w_energy, "w_cov_diag": w_cov_diag}),
-        )
+        config = TrainingConfig(optimizer=optimizer, epochs=epochs, batch_size=batch_size, seed=seed, verbose=verbose,
+                                log_metric=metric, callbacks=callbacks, progress=progress, cancel=cancel,
+                                time_budget=time_budget)
+        history = train(net, aegmm_loss, X_train, config=config,
+                        loss_kwargs=_accepted_kwargs(loss_fn, {"w_energy": w_energy, "w_cov_diag": w_cov_diag}))
         compiled = _compile(net, n_features, scaler)
         params = _estimate_mixture(compiled, X)
         if not all(np.isfinite(v).all() for v in params.values()):
@@ -516,7 +518,7 @@ class OutlierAEGMM(BaseDetector, ThresholdMixin):
         --------
         >>> od.infer_threshold(X_normal, threshold_perc=99)  # doctest: +SKIP
         """
-        self.threshold = self.percentile_threshold(self.score(X, batch_size=batch_size), threshold_perc)
+        self.threshold = self.threshold_at(self.score(X, batch_size=batch_size), threshold_perc)
 
     def predict(self, X: np.ndarray, batch_size: int = int(1e10), return_instance_score: bool = True) -> dict:
         """Scores and outlier flags: ``{'meta', 'data': {'instance_score', 'feature_score', 'is_outlier'}}``.
@@ -558,19 +560,7 @@ class OutlierAEGMM(BaseDetector, ThresholdMixin):
         X, step = self._checked(X, batch_size)
         return _batched(self._compiled["squared_error"], X, step)
 
-    # ------------------------------------------------------------------ archives
-    def save(self, path) -> Any:
-        """Write the fitted detector to an archive (see :mod:`engine.saving`); returns the path."""
-        return save_detector(self, path)
-
-    @classmethod
-    def load(cls, path) -> "OutlierAEGMM":
-        """Load a detector written by :meth:`save` (path, bytes or binary file)."""
-        detector = load_detector(path)
-        if not isinstance(detector, cls):
-            raise ArchiveError(f"the archive holds a {type(detector).__name__}, not an {cls.__name__}.")
-        return detector
-
+    # ------------------------------------------------------------------ archives (save/load: BaseDetector)
     def _archive_state(self) -> tuple[dict, dict]:
         if self.aegmm_ is None or self.gmm_params_ is None:
             raise NotFittedError("OutlierAEGMM is not fitted: call fit(X) before saving.")

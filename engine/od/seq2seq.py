@@ -74,10 +74,10 @@ import tensorflow as tf
 
 from engine.base import BaseDetector, ThresholdMixin, outlier_prediction_dict
 from engine.errors import ArchiveError, DataError, NotFittedError
-from engine.nets import build_sequential, describe_sequential
+from engine.nets import build_sequential, describe_sequential, seeded
 from engine.preprocessing import Standardizer
-from engine.saving import load_detector, model_weights, register_archivable, save_detector, set_model_weights
-from engine.training import CancelToken, ProgressFn, TrainingHistory, train
+from engine.saving import model_weights, register_archivable, set_model_weights
+from engine.training import CancelToken, ProgressFn, TrainingConfig, TrainingHistory, train
 from engine.validation import as_float_array, check_percentile
 
 logger = logging.getLogger(__name__)
@@ -124,11 +124,11 @@ def default_threshold_net(seq_len: int, latent_dim: int, *, seed: int | None = N
 
 
 def _glorot(seed: int | None, offset: int):
-    return keras.initializers.GlorotUniform(seed=None if seed is None else seed + offset)
+    return seeded(keras.initializers.GlorotUniform, seed, offset)
 
 
 def _orthogonal(seed: int | None, offset: int):
-    return keras.initializers.Orthogonal(seed=None if seed is None else seed + offset)
+    return seeded(keras.initializers.Orthogonal, seed, offset)
 
 
 class Seq2Seq(keras.Model):
@@ -388,13 +388,14 @@ class OutlierSeq2Seq(BaseDetector, ThresholdMixin):
         self.latent_dim = latent_dim
         self.output_activation = output_activation
         self.beta = beta
-        self.seq2seq_: keras.Model | None = None
-        self.scaler_: Standardizer | None = None
-        self.history_: TrainingHistory | None = None
         self._forward_fn = None
         self._forward_model = None
 
     # ------------------------------------------------------------------ training
+    # Learned state: created by fit (None here, at class level, means "not fitted").
+    seq2seq_: keras.Model | None = None
+    scaler_: Standardizer | None = None
+    history_: TrainingHistory | None = None
 
     def fit(
         self,
@@ -491,11 +492,11 @@ class OutlierSeq2Seq(BaseDetector, ThresholdMixin):
             model(windows[:1])
 
         metric = None if log_metric is None else (log_metric[0], _ReconstructionMetric(log_metric[1]))
-        history = train(
-            model, seq2seq_loss, windows, loss_kwargs={"loss_fn": loss_fn, "beta": float(self.beta)},
-            optimizer=optimizer, epochs=epochs, batch_size=batch_size, seed=seed, verbose=verbose,
-            log_metric=metric, callbacks=callbacks, progress=progress, cancel=cancel, time_budget=time_budget,
-        )
+        config = TrainingConfig(optimizer=optimizer, epochs=epochs, batch_size=batch_size, seed=seed, verbose=verbose,
+                                log_metric=metric, callbacks=callbacks, progress=progress, cancel=cancel,
+                                time_budget=time_budget)
+        history = train(model, seq2seq_loss, windows, config=config,
+                        loss_kwargs={"loss_fn": loss_fn, "beta": float(self.beta)})
         self.seq2seq_, self.scaler_, self.history_ = model, scaler, history
         self._forward(windows[:1], 1)  # trace the scoring function now, so the first score() after fit is quick
         return self
@@ -595,7 +596,7 @@ class OutlierSeq2Seq(BaseDetector, ThresholdMixin):
         if np.ndim(threshold_perc) == 0:
             perc = check_percentile(threshold_perc, "threshold_perc")
             scores = per_feature if outlier_perc == 100.0 else iscore
-            updated = current + np.float32(self.percentile_threshold(scores, perc))
+            updated = current + np.float32(self.threshold_at(scores, perc))
             self.threshold = float(updated) if updated.ndim == 0 else updated.astype(np.float32)
             return
         percs = np.asarray(threshold_perc, dtype=np.float64).reshape(-1)
@@ -604,7 +605,7 @@ class OutlierSeq2Seq(BaseDetector, ThresholdMixin):
                 f"threshold_perc has {percs.size} values but the detector has {n_features} features: "
                 "give one percentage, or one per feature."
             )
-        delta = np.array([self.percentile_threshold(per_feature[:, f], p) for f, p in enumerate(percs)],
+        delta = np.array([self.threshold_at(per_feature[:, f], p) for f, p in enumerate(percs)],
                          dtype=np.float32)
         self.threshold = (current + delta).astype(np.float32)
 
@@ -714,19 +715,7 @@ class OutlierSeq2Seq(BaseDetector, ThresholdMixin):
         """
         return self._details(X, batch_size)["reconstruction"]
 
-    # ------------------------------------------------------------------ saving
-
-    def save(self, path) -> Any:
-        """Save the detector to a Lantern archive at ``path`` (see :mod:`engine.saving`)."""
-        return save_detector(self, path)
-
-    @classmethod
-    def load(cls, path) -> "OutlierSeq2Seq":
-        """Load a detector saved with :meth:`save`."""
-        detector = load_detector(path)
-        if not isinstance(detector, cls):
-            raise ArchiveError(f"the archive holds a {type(detector).__name__}, not an {cls.__name__}.")
-        return detector
+    # ------------------------------------------------------------------ saving (save/load: BaseDetector)
 
     def _archive_state(self) -> tuple[dict, dict]:
         model = self._model()

@@ -9,13 +9,11 @@ from typing import Callable
 
 import numpy as np
 
+from engine.archive_checks import MAX_COMPRESSION_RATIO, zip_problem
 from engine.errors import ModelError
 
 KINDS = ("onnx", "keras", "sklearn")
 DEFAULT_MAX_MB = 100
-# The zip-bomb ratio of Lantern's own archives (engine.saving.MAX_COMPRESSION_RATIO, checked equal by a test);
-# not imported from there so that loading an ONNX model does not import Keras and TensorFlow.
-MAX_COMPRESSION_RATIO = 200
 CHUNK_ROWS = 8192
 MAX_ZIP_MEMBERS = 1000
 CHECK_ROWS = 32
@@ -48,21 +46,17 @@ def check_zip(data: bytes, *, max_bytes: int, what: str) -> zipfile.ZipFile:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, ValueError) as exc:
         raise ModelError(f"the {what} file is not a readable zip archive ({exc}); save the model again.") from exc
-    infos = zf.infolist()
-    if len(infos) > MAX_ZIP_MEMBERS:
-        raise ModelError(f"the {what} file holds {len(infos):,} members (the limit is {MAX_ZIP_MEMBERS:,}); "
+    problem = zip_problem(zf.infolist(), max_total_bytes=2 * max_bytes, max_members=MAX_ZIP_MEMBERS)
+    if problem is not None and problem.kind == "members":
+        raise ModelError(f"the {what} file holds {problem.value:,} members (the limit is {MAX_ZIP_MEMBERS:,}); "
                          "this is not a model file as its library writes it.")
-    total = 0
-    for info in infos:
-        total += info.file_size
-        ratio = info.file_size / max(info.compress_size, 1)
-        if info.file_size > 2**20 and ratio > MAX_COMPRESSION_RATIO:
-            raise ModelError(f"the {what} file's member {info.filename!r} expands {ratio:,.0f} times "
-                             f"(the limit is {MAX_COMPRESSION_RATIO}): refused as a zip bomb.")
-        if total > 2 * max_bytes:
-            raise ModelError(f"the {what} file unpacks to more than {2 * max_bytes / 2**20:,.0f} MB (twice the "
-                             "model size limit): refused as a zip bomb. Raise LANTERN_MAX_MODEL_MB if the model "
-                             "is genuinely this large.")
+    if problem is not None and problem.kind == "ratio":
+        raise ModelError(f"the {what} file's member {problem.member!r} expands {problem.value:,.0f} times "
+                         f"(the limit is {MAX_COMPRESSION_RATIO}): refused as a zip bomb.")
+    if problem is not None:
+        raise ModelError(f"the {what} file unpacks to more than {2 * max_bytes / 2**20:,.0f} MB (twice the "
+                         "model size limit): refused as a zip bomb. Raise LANTERN_MAX_MODEL_MB if the model "
+                         "is genuinely this large.")
     return zf
 
 

@@ -2,6 +2,8 @@
 
 import io
 import pickle
+import subprocess
+import sys
 import zipfile
 
 import keras
@@ -436,6 +438,13 @@ def test_zip_ratio_limit_is_the_one_of_lantern_archives():
     from engine.saving import MAX_COMPRESSION_RATIO as ARCHIVE_RATIO
 
     assert MAX_COMPRESSION_RATIO == ARCHIVE_RATIO
+
+
+def test_zip_checks_load_without_keras():
+    # ONNX models are checked and loaded without Keras and TensorFlow being imported.
+    code = ("import sys, engine.predictors.base, engine.archive_checks; "
+            "sys.exit(int('keras' in sys.modules or 'tensorflow' in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
 
 
 # ------------------------------------------------------------------------------------------- explainers on own models
