@@ -174,8 +174,6 @@ def seeded(initializer: type = keras.initializers.GlorotUniform, seed: int | Non
     --------
     >>> seeded(keras.initializers.Orthogonal, 3, 1).seed
     4
-    >>> seeded(seed=None).seed is None
-    True
     """
     return initializer(seed=None if seed is None else seed + offset)
 
