@@ -81,6 +81,7 @@ from engine.training import CancelToken, ProgressFn, TrainingConfig, TrainingHis
 from engine.validation import as_float_array, check_percentile
 
 logger = logging.getLogger(__name__)
+GLOROT, ORTHOGONAL = keras.initializers.GlorotUniform, keras.initializers.Orthogonal
 
 __all__ = ["OutlierSeq2Seq", "Seq2Seq", "default_latent_dim", "default_threshold_net", "seq2seq_loss"]
 
@@ -116,19 +117,11 @@ def default_threshold_net(seq_len: int, latent_dim: int, *, seed: int | None = N
     return keras.Sequential(
         [
             keras.Input((int(seq_len), int(latent_dim))),
-            keras.layers.Dense(THRESHOLD_NET_UNITS, activation="relu", kernel_initializer=_glorot(seed, 0)),
-            keras.layers.Dense(THRESHOLD_NET_UNITS, activation="relu", kernel_initializer=_glorot(seed, 1)),
+            keras.layers.Dense(THRESHOLD_NET_UNITS, activation="relu", kernel_initializer=seeded(GLOROT, seed, 0)),
+            keras.layers.Dense(THRESHOLD_NET_UNITS, activation="relu", kernel_initializer=seeded(GLOROT, seed, 1)),
         ],
         name="threshold_net",
     )
-
-
-def _glorot(seed: int | None, offset: int):
-    return seeded(keras.initializers.GlorotUniform, seed, offset)
-
-
-def _orthogonal(seed: int | None, offset: int):
-    return seeded(keras.initializers.Orthogonal, seed, offset)
 
 
 class Seq2Seq(keras.Model):
@@ -182,8 +175,8 @@ class Seq2Seq(keras.Model):
 
         def lstm(n, offset, **kwargs):
             return keras.layers.LSTM(
-                n, kernel_initializer=_glorot(seed, offset), recurrent_initializer=_orthogonal(seed, offset + 1),
-                **kwargs,
+                n, kernel_initializer=seeded(GLOROT, seed, offset),
+                recurrent_initializer=seeded(ORTHOGONAL, seed, offset + 1), **kwargs,
             )
 
         self.encoder = keras.layers.Bidirectional(
@@ -193,7 +186,7 @@ class Seq2Seq(keras.Model):
         )
         self.decoder = lstm(self.latent_dim, 30, return_sequences=True, name="decoder")
         self.output_layer = keras.layers.Dense(
-            self.n_features, activation=output_activation, kernel_initializer=_glorot(seed, 40), name="output"
+            self.n_features, activation=output_activation, kernel_initializer=seeded(GLOROT, seed, 40), name="output"
         )
         if threshold_net is None:
             net_seed = None if seed is None else seed + 50
@@ -205,7 +198,7 @@ class Seq2Seq(keras.Model):
             )
         self.threshold_net = threshold_net
         self.threshold_head = keras.layers.Dense(
-            self.n_features, kernel_initializer=_glorot(seed, 60), name="threshold_head"
+            self.n_features, kernel_initializer=seeded(GLOROT, seed, 60), name="threshold_head"
         )
         # The decoder's input: the relative position of each step, the same for every window.
         self._positions = np.linspace(0.0, 1.0, self.seq_len, dtype="float32").reshape(1, self.seq_len, 1)

@@ -29,34 +29,21 @@ def mse(target, outputs):
 
 
 # ------------------------------------------------------------------------------------------------ abstract bases
-def test_a_detector_without_predict_cannot_be_built():
-    class Incomplete(BaseDetector, ThresholdMixin):
-        def fit(self, X):
-            return self
-
-        def score(self, X):
-            return np.zeros(len(X))
-
-        def infer_threshold(self, X, threshold_perc=95.0):
-            self.threshold = 0.0
-
-    with pytest.raises(TypeError, match="predict"):
-        Incomplete()
+CONTRACT = {
+    "fit": lambda self, X: self,
+    "score": lambda self, X: np.zeros(len(X)),
+    "predict": lambda self, X: {},
+    "infer_threshold": lambda self, X, threshold_perc=95.0: None,
+}
 
 
-def test_a_thresholded_detector_without_infer_threshold_cannot_be_built():
-    class NoThreshold(BaseDetector, ThresholdMixin):
-        def fit(self, X):
-            return self
-
-        def score(self, X):
-            return np.zeros(len(X))
-
-        def predict(self, X):
-            return {}
-
-    with pytest.raises(TypeError, match="infer_threshold"):
-        NoThreshold()
+@pytest.mark.parametrize("missing", sorted(CONTRACT))
+def test_a_detector_missing_a_contract_method_cannot_be_built(missing):
+    partial = {name: method for name, method in CONTRACT.items() if name != missing}
+    with pytest.raises(TypeError, match=missing):
+        type("Partial", (BaseDetector, ThresholdMixin), partial)()
+    complete = type("Complete", (BaseDetector, ThresholdMixin), dict(CONTRACT))()
+    assert complete.get_params() == {} and complete.meta["name"] == "Complete"
 
 
 def test_an_explainer_without_explain_cannot_be_built():
