@@ -83,8 +83,10 @@ def results(run: wf.AEGMMRun) -> None:
     for sentence in (wf.skipped_sentence(run.prepared), wf.unseen_sentence(run.prepared)):
         if sentence:
             st.info(sentence, icon=":material/info:")
-    reference_help = ("The threshold is this percentile of the training rows' scores, as the saved detector keeps "
-                      "them: at 95, 5 % of the training rows scored above it." if run.reference_is_training else None)
+    reference_help = None if not run.from_archive else (
+        "The threshold is this percentile of the training rows' scores, as the saved detector keeps them: at 95, "
+        "5 % of the training rows scored above it." if run.reference_is_training else
+        "This older archive has no training scores: the threshold is this percentile of the scored rows.")
     percentile, _ = scores.percentile_slider("aegmm:percentile", run.reference, default=run.start_percentile(),
                                              run_token=run.token, help=reference_help)
     threshold = run.threshold_for(percentile)
