@@ -27,9 +27,7 @@ page = st.navigation({section: pages for section, pages in PAGES.items() if page
 
 with st.sidebar:
     st.markdown("### :material/flare: Lantern")
-    table = ui_data.active_table()
-    st.caption("Active dataset")
-    st.markdown(f"**{table.name}**  \n{len(table.frame):,} rows × {len(table.frame.columns):,} columns")
+    ui_data.sidebar_dataset()  # the page replaces it with the dataset it uses (ui.data.choose_table)
     mine = [job for job in (st.session_state.get(k) for k in st.session_state if str(k).startswith("job::"))
             if job is not None and job.active]
     stats = MANAGER.stats()

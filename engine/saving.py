@@ -22,6 +22,17 @@ Feature names: an object with a ``feature_names_`` attribute (a list of strings)
 ``feature_names=`` keyword to :func:`save_detector` / :func:`detector_to_bytes`, records the column
 names in the manifest; loading sets ``feature_names_`` back on the object (``None`` when the archive has
 none). The ``lantern`` command picks the input's columns by these names.
+
+Threshold reference and preprocessing (optional; archives without them still load, with the attributes None):
+
+- ``threshold_perc_`` (float in [0, 100]): the percentile of the training scores the detector's threshold was
+  chosen at;
+- ``reference_scores_`` (1-D float array, sorted, at most ``MAX_REFERENCE_SCORES``): the training score
+  distribution the percentile refers to (e.g. its 101 quantiles, or the scores themselves when few);
+- ``preprocessing_`` (a JSON object): how the table's columns become the detector's input (e.g. the columns and a
+  :class:`~engine.preprocessing.OneHotEncoder`'s configuration), re-applied when scoring new data.
+
+They are recorded in the manifest (``threshold_reference``, ``preprocessing``) when the object has them.
 """
 
 from __future__ import annotations
@@ -49,6 +60,7 @@ _REGISTRY: dict[str, tuple[str, type]] = {}
 # Modules whose import registers every archivable class; imported on a registry miss.
 _ARCHIVABLE_MODULES = ("engine.od", "engine.ad", "engine.explainers")
 MAX_FEATURE_NAMES = 100_000
+MAX_REFERENCE_SCORES = 10_000
 
 Source = Union[str, Path, bytes, bytearray, IO[bytes]]
 
@@ -84,6 +96,48 @@ def _checked_feature_names(names: Any, where: str) -> list[str] | None:
     if len(set(names)) != len(names):
         raise TypeError(f"feature names {where} must be distinct.")
     return names
+
+
+def _metadata(obj: Any) -> dict:
+    """The optional threshold reference and preprocessing of ``obj`` as manifest entries (see the module doc)."""
+    out: dict[str, Any] = {}
+    perc, reference = getattr(obj, "threshold_perc_", None), getattr(obj, "reference_scores_", None)
+    if perc is not None or reference is not None:
+        out["threshold_reference"] = {
+            "percentile": None if perc is None else float(perc),
+            "scores": None if reference is None else [float(v) for v in np.sort(np.ravel(reference))],
+        }
+    preprocessing = getattr(obj, "preprocessing_", None)
+    if preprocessing is not None:
+        if not isinstance(preprocessing, dict):
+            raise TypeError(f"preprocessing_ must be a dict of JSON values, got {type(preprocessing).__name__}.")
+        out["preprocessing"] = preprocessing
+    return out
+
+
+def _set_metadata(obj: Any, manifest: dict) -> None:
+    """Set ``threshold_perc_``, ``reference_scores_`` and ``preprocessing_`` from ``manifest`` (None when absent)."""
+    reference = manifest.get("threshold_reference") or {}
+    preprocessing = manifest.get("preprocessing")
+    try:
+        if not isinstance(reference, dict) or not (preprocessing is None or isinstance(preprocessing, dict)):
+            raise ValueError("not an object")
+        perc = reference.get("percentile")
+        perc = None if perc is None else float(perc)
+        if perc is not None and not 0.0 <= perc <= 100.0:
+            raise ValueError(f"percentile {perc} is not in [0, 100]")
+        scores = reference.get("scores")
+        if scores is not None:
+            if not isinstance(scores, list) or not 0 < len(scores) <= MAX_REFERENCE_SCORES:
+                raise ValueError(f"scores must be a list of 1 to {MAX_REFERENCE_SCORES:,} numbers")
+            scores = np.sort(np.asarray(scores, dtype=np.float64))
+            if not np.isfinite(scores).all():
+                raise ValueError("scores must be finite")
+    except (TypeError, ValueError) as exc:
+        raise ArchiveError(f"the archive's threshold reference or preprocessing is malformed ({exc}).") from exc
+    obj.threshold_perc_ = perc
+    obj.reference_scores_ = scores
+    obj.preprocessing_ = preprocessing
 
 
 def model_weights(prefix: str, model: keras.Model) -> dict[str, np.ndarray]:
@@ -122,6 +176,7 @@ def _to_bytes(obj: Any, kind: str, feature_names: Any = None) -> bytes:
     feature_names = _checked_feature_names(feature_names, "to save")
     if feature_names is not None:
         manifest["feature_names"] = feature_names
+    manifest.update(_metadata(obj))
     arrays_buffer = io.BytesIO()
     np.savez_compressed(arrays_buffer, **{k: np.asarray(v) for k, v in arrays.items()})
     out = io.BytesIO()
@@ -205,6 +260,7 @@ def _from_bytes(data: bytes, kind: str) -> Any:
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise ArchiveError(f"archive content does not fit {manifest.get('class')} ({type(exc).__name__}: {exc}).") from exc
     obj.feature_names_ = feature_names
+    _set_metadata(obj, manifest)
     return obj
 
 

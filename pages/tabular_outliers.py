@@ -1,93 +1,20 @@
-"""Tabular outliers: train an OutlierAEGMM, tune the threshold on cached scores, inspect and export."""
+"""Tabular outliers: train an OutlierAEGMM, tune the threshold on cached scores, inspect and export (layout only).
 
-from dataclasses import dataclass
+The work lives elsewhere: preparation, the run view, threshold maths and the export in :mod:`workflows.tabular`;
+training and scoring in :mod:`jobs.tabular`, run by ``training.start_job``.
+"""
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
+import jobs.tabular
 from engine.errors import DataError
-from engine.ingest import feature_matrix
-from engine.metrics import ScoreCurves, binary_labels, score_curves
 from engine.od import OutlierAEGMM
 from ui import archives, charts, downloads, scores, training
 from ui import data as ui_data
 from ui.settings import SETTINGS
-from ui.tasks import ArchivedDetector
+from workflows import tabular as wf
 
 JOB = "aegmm"
-EXPLAINED_ROWS = 500  # rows offered in "Why is this row unusual?"
-
-
-@dataclass
-class AEGMMRun:
-    """What one training job produced; the slider and charts only read it."""
-
-    model: ArchivedDetector  # the trained detector, as the worker sent it back
-    columns: list[str]
-    frame: pd.DataFrame  # the scored rows: their features (and label), indexed by row number in the table
-    X: np.ndarray  # the same rows as the model's float matrix
-    scores: np.ndarray  # instance scores of those rows
-    train_scores: np.ndarray  # scores of the rows used for training (threshold reference)
-    labels: np.ndarray | None
-    curves: ScoreCurves | None  # ROC / PR against the labels (threshold-free, computed once)
-    table_name: str
-    explained: dict[int, np.ndarray]  # row position -> per-feature error, for the highest-scoring rows
-    from_archive: bool = False  # scored with a loaded detector: the percentile refers to all scored rows
-    threshold: float | None = None  # the slider's threshold on the last run; the detector download carries it
-
-    def feature_errors(self, position: int) -> np.ndarray:
-        """Per-feature reconstruction error of the row at ``position`` (precomputed for the rows the page offers)."""
-        if position not in self.explained:
-            return self.model.load().feature_reconstruction_error(self.X[position:position + 1])[0]
-        return self.explained[position]
-
-
-def _run_from(answer: dict, archive: bytes, columns, frame, X, labels, table_name,
-              train_mask: np.ndarray | None = None) -> AEGMMRun:
-    """The page's result from a job's answer (scores and the top rows' per-feature errors).
-
-    Without ``train_mask`` (a loaded detector) the threshold percentile refers to all scored rows.
-    """
-    scores = answer["scores"]
-    curves = None if labels is None else score_curves(labels, scores)
-    explained = dict(zip(answer["top"].tolist(), answer["top_errors"]))
-    reference = scores if train_mask is None else scores[train_mask]
-    return AEGMMRun(ArchivedDetector(archive), columns, frame, X, scores, reference, labels, curves, table_name,
-                    explained, from_archive=train_mask is None)
-
-
-def _chosen_rows(table, columns, label, missing):
-    """The model's matrix of the chosen columns, the table rows it kept, their 0/1 labels and the rows as shown."""
-    X, rows = feature_matrix(table.frame, columns, missing=missing)
-    labels = None if label is None else binary_labels(table.frame[label].to_numpy()[rows])
-    shown = list(columns) + ([label] if label and label not in columns else [])
-    frame = table.frame.iloc[rows][shown].reset_index(drop=True).set_axis(rows, axis=0)
-    return X, rows, labels, frame
-
-
-def train(X, frame, train_mask, labels, n_gmm, controls, table_name, columns) -> None:
-    """Start the training job: the model is trained and every row scored by the ``aegmm.fit_and_score`` task."""
-    # The "why is this row unusual" picker offers the highest-scoring flagged rows: their errors are computed by
-    # the job, once, so that moving the threshold slider never waits for the model.
-    params = {**controls.params(), "n_gmm": n_gmm, "explained_rows": EXPLAINED_ROWS}
-    training.start_task(JOB, "Train AEGMM", "aegmm.fit_and_score", params, {"X": X, "train_mask": train_mask},
-                        lambda values, out: _run_from(out, out["archive"].tobytes(), columns, frame, X, labels,
-                                                      table_name, train_mask))
-
-
-def score_with_saved(archive: bytes, X, frame, labels, table_name, columns) -> None:
-    """Start a job scoring every row with a loaded detector archive (``aegmm.score``; trusted mode only).
-
-    The threshold percentile then refers to all scored rows: the archive does not carry its training rows.
-    """
-    params = {"explained_rows": EXPLAINED_ROWS}
-    training.start_task(JOB, "Score with the saved AEGMM", "aegmm.score", params,
-                        {"X": X, "archive": np.frombuffer(archive, dtype=np.uint8)},
-                        lambda values, out: _run_from(out, archive, columns, frame, X, labels,
-                                                      f"{table_name} (saved detector)"),
-                        kind="score")
-
 
 st.title("Tabular outliers")
 st.caption("OutlierAEGMM: an autoencoder compresses each row; a Gaussian mixture on the compressed code and the "
@@ -97,11 +24,11 @@ table, origin = ui_data.choose_table("aegmm", key="aegmm:dataset", kinds=("tabul
 with st.expander("Score with a saved detector instead of training"):
     saved = archives.detector_uploader("aegmm:saved", OutlierAEGMM)
     if saved is not None:
-        st.caption(f"A saved OutlierAEGMM for {saved[1].n_features_in_} feature(s) and {saved[1].aegmm_.n_gmm} "
-                   "mixture component(s). Choose the feature columns it was trained on, in the same order, then press "
-                   "**Score with the saved detector** below.")
+        st.caption(f"A saved OutlierAEGMM for {saved[1].n_features_in_} input(s) and {saved[1].aegmm_.n_gmm} "
+                   "mixture component(s). Choose the feature columns it was trained on, then press "
+                   "**Score with the saved detector** below. It keeps the threshold it was saved with.")
 with st.form("aegmm:setup", border=False):
-    columns = ui_data.feature_picker(table, key="aegmm:features")
+    columns = ui_data.feature_picker(table, key="aegmm:features", categorical=True)
     label = ui_data.label_picker(table, key="aegmm:label")
     missing = ui_data.missing_policy("aegmm:missing")
     normal_only = st.checkbox("Train only on rows the label calls normal", key="aegmm:normal_only",
@@ -119,54 +46,66 @@ with st.form("aegmm:setup", border=False):
 
 if submitted:
     try:
-        X, rows, labels, frame = _chosen_rows(table, columns, label, missing)
-        if normal_only and labels is None:
-            raise DataError("training on normal rows only needs a label column; choose one or untick the box.")
-        eligible = np.flatnonzero(labels == 0) if normal_only else np.arange(len(X))
-        if len(eligible) < 10:
-            raise DataError(f"only {len(eligible)} rows are available for training; at least 10 are needed.")
-        rng = np.random.default_rng(controls.seed)
-        chosen = np.sort(rng.choice(eligible, size=min(len(eligible), int(max_rows)), replace=False))
-        train_mask = np.zeros(len(X), dtype=bool)
-        train_mask[chosen] = True
+        prepared, train_mask, n_eligible = wf.prepare_training(
+            table.frame, columns, label, missing, normal_only=normal_only, max_rows=int(max_rows), seed=controls.seed)
     except DataError as exc:
         ui_data.show_data_error(exc)
     else:
-        if len(eligible) > max_rows:
-            st.info(f"Training on a random sample of {int(max_rows):,} of {len(eligible):,} rows; all rows are scored.")
-        train(X, frame, train_mask, labels, n_gmm, controls, table.name, list(columns))
+        if n_eligible > max_rows:
+            st.info(f"Training on a random sample of {int(max_rows):,} of {n_eligible:,} rows; all rows are scored.")
+        request = jobs.tabular.FitRequest(
+            X=prepared.X, train_mask=train_mask, n_gmm=int(n_gmm), epochs=controls.epochs,
+            batch_size=controls.batch_size, learning_rate=controls.learning_rate, seed=controls.seed,
+            feature_names=prepared.feature_names, preprocessing=prepared.preprocessing)
+        training.start_job(JOB, "Train AEGMM", jobs.tabular.fit_and_score, request,
+                           context=wf.RunContext(prepared, table.name, train_mask))
 
 if score_saved:
     archive, detector = saved
     try:
-        X, rows, labels, frame = _chosen_rows(table, columns, label, missing)
-        if X.shape[1] != detector.n_features_in_:
-            raise DataError(f"the saved detector was trained on {detector.n_features_in_} feature(s) and {X.shape[1]} "
-                            "are selected; choose the columns it was trained on.")
+        prepared = wf.prepare_scoring(table.frame, columns, label, missing, detector)
     except DataError as exc:
         ui_data.show_data_error(exc)
     else:
-        score_with_saved(archive, X, frame, labels, table.name, list(columns))
+        training.start_job(JOB, "Score with the saved AEGMM", jobs.tabular.score,
+                           jobs.tabular.ScoreRequest(X=prepared.X, archive=archive), kind="score",
+                           context=wf.RunContext(prepared, table.name))
 
 job = training.panel(JOB)
-run: AEGMMRun | None = training.result(JOB)
+run: wf.AEGMMRun | None = training.outcome(JOB, wf.build_run)
 
 
 @st.fragment
-def results(run: AEGMMRun) -> None:
+def results(run: wf.AEGMMRun) -> None:
     st.header("Results")
-    st.caption(f"{run.table_name} · {len(run.columns)} features · {len(run.scores):,} rows scored")
-    percentile, threshold = scores.percentile_slider("aegmm:percentile", run.train_scores)
-    if run.from_archive:
-        st.caption("The threshold is a percentile of the scores of all scored rows: the saved detector does not "
-                   "carry its training rows.")
-    run.threshold = threshold
-    flags = run.scores > threshold
+    st.caption(f"{run.table_name} · {len(run.prepared.numeric) + len(run.prepared.categorical)} feature column(s) "
+               f"({len(run.columns)} model inputs) · {len(run.scores):,} rows scored")
+    for sentence in (wf.skipped_sentence(run.prepared), wf.unseen_sentence(run.prepared)):
+        if sentence:
+            st.info(sentence, icon=":material/info:")
+    reference_help = None if not run.from_archive else (
+        "The threshold is this percentile of the training rows' scores, as the saved detector keeps them: at 95, "
+        "5 % of the training rows scored above it." if run.reference_is_training else
+        "This older archive has no training scores: the threshold is this percentile of the scored rows.")
+    percentile, _ = scores.percentile_slider("aegmm:percentile", run.reference, default=run.start_percentile(),
+                                             run_token=run.token, help=reference_help)
+    threshold = run.threshold_for(percentile)
+    run.threshold, run.percentile = threshold, percentile
+    flags = run.flags(threshold)
     cols = st.columns(3)
     with cols[0]:
         scores.flagged_summary(flags)
     cols[1].metric("Threshold (energy)", f"{threshold:.4g}")
     cols[2].metric("Percentile", f"{percentile:.1f}")
+    if run.from_archive and run.reference_is_training:
+        st.caption(f"The saved detector's threshold {run.saved_threshold:.4g} (the {run.start_percentile():.1f}th "
+                   f"percentile of its training scores) is where the slider starts. At {threshold:.4g}, "
+                   f"{100 - wf.percentile_of(run.reference, threshold):.1f} % of the training rows and "
+                   f"{100 * wf.share_above(run.scores, threshold):.1f} % of this file's rows score above it.")
+        scores.reference_overlay(run.reference, run.scores, threshold, key="aegmm")
+    elif run.from_archive:
+        st.caption("This saved detector does not carry its training scores (an older archive): the percentile "
+                   "refers to the scores of all scored rows; the slider starts at its saved threshold.")
     scores.distribution_charts(run.scores, threshold, flags, key="aegmm", labels=run.labels)
     if run.labels is not None:
         st.subheader("Against the label column")
@@ -175,9 +114,10 @@ def results(run: AEGMMRun) -> None:
     st.subheader("Flagged rows")
     frame = run.frame.assign(instance_score=run.scores)
     flagged = frame[flags].sort_values("instance_score", ascending=False)
+    st.caption("Row numbers are the rows of the file (the `row` column of the scores CSV).")
     st.dataframe(flagged, key="aegmm:flagged", height=280)
     if not flagged.empty:
-        row = st.selectbox("Why is this row unusual?", flagged.index[:EXPLAINED_ROWS], key="aegmm:inspect",
+        row = st.selectbox("Why is this row unusual?", flagged.index[:wf.EXPLAINED_ROWS], key="aegmm:inspect",
                            format_func=lambda r: f"row {r} · score {frame.loc[r, 'instance_score']:.4g}")
         position = frame.index.get_loc(row)
         errors = run.feature_errors(position)
@@ -188,16 +128,16 @@ def results(run: AEGMMRun) -> None:
     st.subheader("Export")
     left, right = st.columns(2)
     with left:
-        downloads.csv_button("Scores CSV", lambda: frame.assign(is_outlier=flags.astype(int)),
+        downloads.csv_button("Scores CSV", lambda: wf.scores_export(run, threshold),
                              "aegmm_scores.csv", key="aegmm:csv")
+        st.caption("One line per row of the file, in order: `row`, every column, `status`/`reason`, the score and "
+                   "`is_outlier`. Join it to your file on `row` (its position, from 0).")
     with right:
         downloads.archive_button("Detector archive", lambda: run.model.to_bytes(
-            threshold=threshold, feature_names_=[str(c) for c in run.columns]),
-                                 "aegmm.lantern.zip", key="aegmm:archive")
+            threshold=threshold, threshold_perc_=float(percentile)), "aegmm.lantern.zip", key="aegmm:archive")
 
 
 if run is not None:
     results(run)
 elif job is None:
-    st.info("Choose the columns and press **Train**. Bundled Shuttle works out of the box: its `anomaly` column "
-            "is the label.")
+    st.info(wf.start_hint(table.name, origin, table.label))

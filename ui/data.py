@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pandas as pd
 import streamlit as st
 
@@ -45,6 +47,33 @@ def load_upload(data: bytes, name: str) -> Table:
     return read_csv_bytes(data, name=name, limits=SETTINGS.ingest_limits)
 
 
+_SIDEBAR = threading.local()
+
+
+def sidebar_dataset() -> None:
+    """The sidebar's "Active dataset" line: the session's active dataset until the page says which one it uses.
+
+    Called by ``app.py`` inside ``st.sidebar`` before the page runs; :func:`show_page_dataset` (called by
+    :func:`choose_table`) then replaces it with the dataset the current page works on.
+    """
+    _SIDEBAR.slot = st.empty()
+    _fill_sidebar(active_table(), "Active dataset")
+
+
+def _fill_sidebar(table: Table, caption: str) -> None:
+    slot = getattr(_SIDEBAR, "slot", None)
+    if slot is None:
+        return
+    with slot.container():
+        st.caption(caption)
+        st.markdown(f"**{table.name}**  \n{len(table.frame):,} rows × {len(table.frame.columns):,} columns")
+
+
+def show_page_dataset(table: Table) -> None:
+    """Say in the sidebar that the current page uses ``table`` (no-op outside ``app.py``, e.g. in page tests)."""
+    _fill_sidebar(table, "Dataset on this page")
+
+
 def choose_table(workflow: str, *, key: str, kinds: tuple[str, ...] | None = None, default: str | None = None,
                  needs_label: bool = False) -> tuple[Table, str]:
     """A select box of the datasets suited to ``workflow``: the bundled ones and the active one.
@@ -73,9 +102,9 @@ def choose_table(workflow: str, *, key: str, kinds: tuple[str, ...] | None = Non
     index = options.index(origin if prefer_active else fallback)
     choice = st.selectbox("Dataset", options, index=index, format_func=labels.get, key=key,
                           help="Upload your own CSV on the Data page; it then appears here.")
-    if choice == origin:
-        return active_table(), origin
-    return bundled_table(choice.split(":", 1)[1]), choice
+    table = active_table() if choice == origin else bundled_table(choice.split(":", 1)[1])
+    show_page_dataset(table)
+    return table, choice
 
 
 def numeric_columns(table: Table) -> list[str]:
@@ -83,12 +112,22 @@ def numeric_columns(table: Table) -> list[str]:
             and not pd.api.types.is_bool_dtype(table.frame[c])]
 
 
-def feature_picker(table: Table, *, key: str, label: str = "Feature columns") -> list[str]:
-    """Multiselect of numeric columns, defaulting to those whose role is 'feature'."""
-    options = numeric_columns(table)
+def text_columns(table: Table) -> list[str]:
+    """Columns that are not numeric (text, few-valued), except the label and time columns and empty ones."""
+    skip = {table.label, table.time}
+    return [c for c in table.frame.columns if c not in skip and not table.frame[c].isna().all()
+            and not (pd.api.types.is_numeric_dtype(table.frame[c]) and not pd.api.types.is_bool_dtype(table.frame[c]))
+            and not pd.api.types.is_datetime64_any_dtype(table.frame[c])]
+
+
+def feature_picker(table: Table, *, key: str, label: str = "Feature columns", categorical: bool = False) -> list[str]:
+    """Multiselect of numeric columns (and text columns with ``categorical``), defaulting to role 'feature'."""
+    options = numeric_columns(table) + (text_columns(table) if categorical else [])
     default = [c for c in table.columns_with_role("feature") if c in options]
-    return st.multiselect(label, options, default=default, key=key,
-                          help="Numeric columns fed to the model. Change roles on the Data page.")
+    help_text = ("Numeric columns, and text columns (one-hot encoded: the 30 most frequent values of each, the "
+                 "rest as 'other'), fed to the model. Change roles on the Data page." if categorical else
+                 "Numeric columns fed to the model. Change roles on the Data page.")
+    return st.multiselect(label, options, default=default, key=key, help=help_text)
 
 
 def label_picker(table: Table, *, key: str, label: str = "Label column (optional)") -> str | None:

@@ -7,8 +7,9 @@ travels as its file's bytes and is loaded again by the task (:func:`load_own_mod
 (the engine's progress callback), ``set_stage`` and ``cancel``, in a worker as in a thread, so a task
 runs the same either way. This module does not import streamlit.
 
-Which jobs are tasks: every Keras training (AEGMM, Seq2Seq, the classifiers, CEM's autoencoder,
+Which jobs are tasks: every Keras training (Seq2Seq, the classifiers, CEM's autoencoder,
 the distilled detector), the adversarial attack, and scoring with a saved detector (trusted mode).
+Tabular outliers moved to :mod:`jobs.tabular` (the new job boundary).
 The other jobs run in the server's job threads: the CEM and anchor *explanations* reuse what earlier
 explanations of the same model compiled or indexed (CEM's optimisation loop, the anchor sampler),
 which lives in the session, and the anchors page's random forest (scikit-learn) has no archive
@@ -32,7 +33,7 @@ from engine.autoencoders import build_autoencoder, train_autoencoder
 from engine.classifiers import build_classifier, predict_proba, train_classifier
 from engine.metrics import score_curves
 from engine.nets import build_sequential, describe_sequential
-from engine.od import OutlierAEGMM, OutlierSeq2Seq
+from engine.od import OutlierSeq2Seq
 from engine.saving import detector_to_bytes, load_detector, model_weights, set_model_weights
 
 Task = Callable[[Any, dict, dict], tuple[dict, dict]]
@@ -183,39 +184,6 @@ def _stage_after_training(job, history, outcome: str | None = None) -> dict:
     job.set_stage(f"{history.epochs_run} epoch(s), {outcome or f'final loss {history.loss[-1]:.4g}'}"
                   + (" (stopped at the time budget)" if history.stopped == "time_budget" else ""), 1.0)
     return asdict(history)
-
-
-@task("aegmm.fit_and_score")
-def aegmm_fit_and_score(job, params: dict, arrays: dict) -> tuple[dict, dict]:
-    """Train an OutlierAEGMM on the rows ``train_mask`` of ``X``, score every row, explain the top rows.
-
-    Returns the scores, the training rows' threshold at 95 %, and the per-feature reconstruction
-    errors of the ``explained_rows`` highest-scoring rows (so the page's row picker never calls the model).
-    """
-    X, train_mask = arrays["X"], arrays["train_mask"].astype(bool)
-    detector = OutlierAEGMM(n_gmm=int(params["n_gmm"]), data_type="tabular")
-    job.set_stage("training", 0.0)
-    detector.fit(X[train_mask], **_fit_options(job, params))
-    job.set_stage("scoring all rows", 1.0)
-    scores = detector.score(X)
-    detector.infer_threshold(X[train_mask], threshold_perc=95.0)
-    history = _stage_after_training(job, detector.history_)
-    top = np.argsort(-scores, kind="stable")[:int(params["explained_rows"])]
-    return {"history": history}, {"scores": scores, "top": top, "top_errors": detector.feature_reconstruction_error(X[top]),
-                                  "archive": archive_array(detector)}
-
-
-@task("aegmm.score")
-def aegmm_score(job, params: dict, arrays: dict) -> tuple[dict, dict]:
-    """Score every row of ``X`` with a saved OutlierAEGMM (its archive in ``archive``); explain the top rows."""
-    job.set_stage("loading the detector", 0.0)
-    detector = load_detector(arrays["archive"].tobytes())
-    X = arrays["X"]
-    job.set_stage("scoring all rows", 0.5)
-    scores = detector.score(X)
-    top = np.argsort(-scores, kind="stable")[:int(params["explained_rows"])]
-    job.set_stage(f"{len(X):,} rows scored with the saved detector", 1.0)
-    return {}, {"scores": scores, "top": top, "top_errors": detector.feature_reconstruction_error(X[top])}
 
 
 def _seq2seq_answer(job, detector, X: np.ndarray, n_reference: int, percentile: float) -> dict:

@@ -207,34 +207,3 @@ def test_workers_exit_when_the_server_closes_their_pipe():
 
 def test_worker_error_is_an_engine_error_for_the_job_manager():
     assert issubclass(WorkerError, LanternError)
-
-
-def test_the_tabular_task_gives_the_same_model_in_a_worker_as_in_the_server_thread():
-    from engine.saving import load_detector
-    from ui.tasks import TASKS, ArchivedDetector
-
-    X = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
-    X[:5] += 6.0
-    params = {"epochs": 2, "batch_size": 64, "learning_rate": 1e-3, "seed": 3, "n_gmm": 2, "explained_rows": 10,
-              "time_budget": 60}
-    arrays = {"X": X, "train_mask": np.arange(300) >= 5}
-    manager = JobManager(max_concurrent=1)
-    local = manager.wait(manager.submit("owner", "thread", lambda job: TASKS["aegmm.fit_and_score"](job, params, arrays)),
-                         timeout=120)
-    pool = WorkerPool(size=1)
-    try:
-        _, remote = run(pool, "aegmm.fit_and_score", params, arrays, deadline_s=120)
-    finally:
-        pool.close()
-    assert local.state == remote.state == DONE, (local.error, remote.error)
-    (lv, la), (rv, ra) = local.result, remote.result
-    assert lv["history"]["epochs_run"] == rv["history"]["epochs_run"] == 2
-    np.testing.assert_allclose(ra["scores"], la["scores"], rtol=1e-4, atol=1e-4)
-    np.testing.assert_array_equal(ra["top"], la["top"])
-    assert set(ra["top"][:5]) == set(range(5))  # the shifted rows score highest
-    assert len(remote.events) > 0 and remote.fraction == 1.0
-    held = ArchivedDetector(ra["archive"].tobytes())
-    np.testing.assert_allclose(held.load().score(X), ra["scores"], rtol=1e-5, atol=1e-5)
-    assert held.load() is held.load()
-    assert load_detector(held.to_bytes(threshold=1.5)).threshold == 1.5
-    assert held.to_bytes() == ra["archive"].tobytes()
