@@ -74,11 +74,13 @@ def test_train_move_feature_threshold_and_download_scores(page, app_url, artifac
     assert after > before
     expect_no_exception(page)
 
-    features = _download(page, "Feature scores CSV")
-    assert {"time", "feature", "value", "reconstruction", "score", "is_outlier", "label"} <= set(features.columns)
-    assert len(features) == 7500 and set(features["feature"]) == {"ecg"}
-    assert int(features["is_outlier"].sum()) == after
-    assert ((features["score"] > 0) == features["is_outlier"].astype(bool)).all()
+    steps = _download(page, "Scores per time step CSV")  # joins back: one row per input row, in input order
+    assert list(steps.columns[:6]) == ["row", "time", "ecg", "label", "status", "reason"]
+    assert steps["row"].tolist() == list(range(7500)) and (steps["status"] == "scored").all()
+    assert {"ecg_reconstruction", "ecg_score", "ecg_flagged", "instance_score", "is_outlier", "window"} <= set(
+        steps.columns)
+    assert int(steps["is_outlier"].sum()) == after
+    assert ((steps["ecg_score"] > 0) == steps["ecg_flagged"].astype(bool)).all()
     windows = _download(page, "Window scores CSV")
     assert {"window", "start_time", "end_time", "instance_score", "is_outlier", "labelled"} <= set(windows.columns)
     assert windows["window"].tolist() == list(range(150))
