@@ -62,8 +62,9 @@ def check_convergence(loss: Sequence[float], epochs_planned: int | None = None, 
     """Whether training stopped while the loss was still falling fast.
 
     The relative drop per epoch is the mean over the last (up to three) epochs of
-    ``(loss[e − 1] − loss[e]) / |loss[e − 1]|`` (a rise counts as 0). Training stopped "while still falling fast" when that drop is above
-    ``fast_drop``, or when only one epoch ran (no slope to judge: one epoch is too few).
+    ``(loss[e − 1] − loss[e]) / |loss[e − 1]|`` (a rise counts as 0). Training stopped "while still falling
+    fast" when that drop is above ``fast_drop``, or when only one epoch ran (no slope to judge: one epoch is
+    too few).
 
     Parameters
     ----------

@@ -32,7 +32,7 @@ st.caption("OutlierSeq2Seq: an LSTM encoder-decoder reconstructs the series wind
            "score** is its squared error minus that expected error minus the feature's threshold: above 0 it is "
            "flagged.")
 
-# The bundled MIT-BIH ECG is the default here, unless the active dataset is the user's upload with a time column.
+# The bundled synthetic ECG is the default here, unless the active dataset is the user's upload with a time column.
 if "s2s:dataset" not in st.session_state and not (
         ui_data.active_origin() == "upload" and ui_data.active_table().time is not None):
     st.session_state["s2s:dataset"] = flow.DEFAULT_DATASET
@@ -289,5 +289,6 @@ def results(run: Seq2SeqRun) -> None:
 if run is not None:
     results(run)
 elif job is None:
-    st.info("Choose the columns and press **Train**. The bundled MIT-BIH ECG works out of the box: its `label` "
-            "column marks one abnormal stretch near the end, after the first 80 % the model trains on.")
+    st.info("Choose the columns and press **Train**. The bundled synthetic ECG works out of the box: the model "
+            "learns from its clean first half, and its `label` column marks three abnormal beats in the second "
+            "half. The MIT-BIH excerpt is harder: its abnormal beat only stands out in windows of 400+ samples.")

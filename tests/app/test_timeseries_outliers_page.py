@@ -38,6 +38,13 @@ def _array(values) -> np.ndarray:
     return np.asarray(values)
 
 
+def _mit_bih(at):
+    """Switch the page to the bundled MIT-BIH ECG excerpt, trained on its first 80 % (the tests' fixed case)."""
+    at.selectbox(key="s2s:dataset").set_value("bundled:ecg_mitdb").run()
+    at.slider(key="s2s:train_share").set_value(80)
+    return at
+
+
 def _step_export(at):
     """The time-step export as the page's Export button builds it, at the page's current thresholds."""
     from workflows import timeseries as flow
@@ -52,6 +59,10 @@ def trained():
     at = page("timeseries_outliers")
     at.run()
     no_exceptions(at)
+    # The demo's defaults (bench/timeseries_demo.py): the synthetic ECG, windows of one beat, trained on half.
+    assert at.selectbox(key="s2s:dataset").value == "bundled:ecg_synth"
+    assert at.number_input(key="s2s:seq_len").value == 20 and at.slider(key="s2s:train_share").value == 50
+    _mit_bih(at)
     assert at.selectbox(key="s2s:dataset").value == "bundled:ecg_mitdb"
     assert at.multiselect(key="s2s:features").value == ["ecg"]
     assert at.selectbox(key="s2s:time").value == "time"
@@ -150,6 +161,7 @@ def test_window_score_percentage_and_drill_down(trained):
 def test_bad_choices_show_messages_not_exceptions():
     at = page("timeseries_outliers")
     at.run()
+    _mit_bih(at)
     at.multiselect(key="s2s:features").set_value([])
     at.button(key="s2s:train").click().run()
     no_exceptions(at)
@@ -167,6 +179,7 @@ def test_bad_choices_show_messages_not_exceptions():
 def test_time_and_label_columns_are_never_features():
     at = page("timeseries_outliers")
     at.run()
+    _mit_bih(at)
     at.multiselect(key="s2s:features").set_value(["ecg", "time", "label"])
     at.slider(key="s2s:train_share").set_value(10)
     at.number_input(key="s2s:seq_len").set_value(500)  # too long for 750 training steps: stop before training
@@ -280,6 +293,7 @@ def test_in_trusted_mode_a_downloaded_archive_scores_the_series_like_the_model_t
 
     at = page("timeseries_outliers")
     at.run()
+    _mit_bih(at)
     at.file_uploader(key="s2s:saved").upload("seq2seq.lantern.zip", archive, "application/zip")
     at.run()
     no_exceptions(at)
