@@ -11,12 +11,12 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-__all__ = ["ConvergenceCheck", "FAST_DROP", "MIN_EPOCHS", "check_convergence"]
+__all__ = ["ConvergenceCheck", "FAST_DROP", "RECENT_SHARE", "check_convergence"]
 
 # Relative loss drop per epoch, over the last epochs, above which the loss is "still falling fast".
 FAST_DROP = 0.05
-# With fewer epochs than this, one epoch's drop decides (and a single epoch always counts as too few).
-MIN_EPOCHS = 3
+# ... while the last epochs made more than this share of all the improvement since the first epoch.
+RECENT_SHARE = 0.10
 # Epochs averaged at the end of a long history.
 _WINDOW = 3
 
@@ -34,7 +34,7 @@ class ConvergenceCheck:
     epochs_planned : int or None
         Epochs asked for, when known.
     drop_per_epoch : float or None
-        Mean relative loss drop per epoch over the last epochs (0.1 = 10 % per epoch); None with one epoch.
+        Net relative loss drop per epoch over the last epochs (0.1 = 10 % per epoch); None with one epoch.
     """
 
     still_falling: bool
@@ -58,13 +58,14 @@ class ConvergenceCheck:
 
 
 def check_convergence(loss: Sequence[float], epochs_planned: int | None = None, *,
-                      fast_drop: float = FAST_DROP) -> ConvergenceCheck:
+                      fast_drop: float = FAST_DROP, recent_share: float = RECENT_SHARE) -> ConvergenceCheck:
     """Whether training stopped while the loss was still falling fast.
 
-    The relative drop per epoch is the mean over the last (up to three) epochs of
-    ``(loss[e − 1] − loss[e]) / |loss[e − 1]|`` (a rise counts as 0). Training stopped "while still falling
-    fast" when that drop is above ``fast_drop``, or when only one epoch ran (no slope to judge: one epoch is
-    too few).
+    The drop per epoch is the net relative drop over the last ``k`` (up to three) epochs,
+    ``(loss[−k−1] − loss[−1]) / |loss[−k−1]| / k`` (0 when the loss rose). Training stopped "while still falling
+    fast" when that drop is above ``fast_drop`` and those epochs made more than ``recent_share`` of all the
+    improvement since the first epoch (a loss that fell a hundredfold and now wobbles has settled), or when only
+    one epoch ran (no slope to judge: one epoch is too few).
 
     Parameters
     ----------
@@ -74,6 +75,8 @@ def check_convergence(loss: Sequence[float], epochs_planned: int | None = None, 
         Epochs that were asked for (only for the sentence).
     fast_drop : float
         Relative drop per epoch counted as fast (default 5 %).
+    recent_share : float
+        Share of the whole improvement the last epochs must have made (default 10 %).
 
     Returns
     -------
@@ -95,8 +98,12 @@ def check_convergence(loss: Sequence[float], epochs_planned: int | None = None, 
         return ConvergenceCheck(False, 0, epochs_planned, None)
     if n == 1:
         return ConvergenceCheck(True, 1, epochs_planned, None)
-    last = values[-(min(_WINDOW, n - 1) + 1):]
-    # A rise counts as no drop; the scale is the earlier loss's size (losses may be negative, e.g. energies).
-    drops = [min(max((a - b) / max(abs(a), 1e-12), 0.0), 1.0) for a, b in zip(last, last[1:])]
-    drop = sum(drops) / len(drops)
-    return ConvergenceCheck(drop > fast_drop, n, epochs_planned, drop)
+    k = min(_WINDOW, n - 1)
+    start, end = values[-k - 1], values[-1]
+    # Net drop over the last k epochs, per epoch, relative to the loss's size then (losses may be negative, e.g.
+    # energies); a rise counts as no drop, and noise up and down cancels.
+    drop = min(max((start - end) / max(abs(start), 1e-12) / k, 0.0), 1.0)
+    # ... and only while that is a real share of all the improvement so far: a loss that fell a hundredfold and
+    # now moves by a few % of a tiny value has settled.
+    share = (start - end) / (values[0] - end) if values[0] > end else 0.0
+    return ConvergenceCheck(drop > fast_drop and share > recent_share, n, epochs_planned, drop)

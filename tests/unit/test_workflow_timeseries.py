@@ -1,4 +1,4 @@
-"""workflows.timeseries: preparing a series, re-thresholding cached scores by the engine rule, exports that join back."""
+"""workflows.timeseries: preparing a series, re-thresholding cached scores by the engine rule, joined-back exports."""
 
 from __future__ import annotations
 
