@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 
+from engine.convergence import check_convergence  # noqa: E402
 from engine.datasets import get_dataset, load_dataset  # noqa: E402
 from engine.metrics import score_curves  # noqa: E402
 from engine.training import CancelToken  # noqa: E402
@@ -82,7 +83,9 @@ def run_seed(seed: int, settings: flow.Defaults) -> dict:
             "n_windows": int(len(run.window_labels)), "n_labelled_windows": int(run.window_labels.sum()),
             "step_roc_auc": round(float(score_curves(prepared.labels, scored.step_scores).roc_auc), 4),
             "fit_and_score_s": round(seconds, 1), "final_loss": round(answer.loss[-1], 4),
-            "epochs_run": len(answer.loss)}
+            "epochs_run": len(answer.loss),
+            "hint_shown": check_convergence(answer.loss, settings.epochs).still_falling,  # the page's loss hint
+            "loss": [round(v, 5) for v in answer.loss]}
 
 
 def main() -> None:

@@ -33,18 +33,18 @@ class Defaults:
     """The page's default settings, chosen with ``bench/timeseries_demo.py`` on the default series.
 
     The default series is the bundled synthetic ECG (``ecg_synth``: a clean 10,000-sample stretch, then one with
-    three labelled anomalies), with a beat every 20 samples: windows of one beat, trained on the first half, and
-    windows ranked by the mean of all their feature scores (``outlier_perc`` 100) put the labelled anomalies first.
+    three labelled anomalies), with a beat every 20 samples: windows of five beats, trained on the first half,
+    put the labelled anomalies at the top of the window ranking.
     """
 
-    seq_len: int = 20
+    seq_len: int = 100
     latent_dim: int = 64
     overlap: float = 0.875
     epochs: int = 20
     batch_size: int = 64
     learning_rate: float = 1e-3
     train_share: int = 50
-    outlier_perc: int = 100
+    outlier_perc: int = 10
     percentile: float = DEFAULT_PERCENTILE
 
 

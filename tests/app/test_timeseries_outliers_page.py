@@ -59,9 +59,9 @@ def trained():
     at = page("timeseries_outliers")
     at.run()
     no_exceptions(at)
-    # The demo's defaults (bench/timeseries_demo.py): the synthetic ECG, windows of one beat, trained on half.
+    # The demo's defaults (bench/timeseries_demo.py): the synthetic ECG, windows of five beats, trained on half.
     assert at.selectbox(key="s2s:dataset").value == "bundled:ecg_synth"
-    assert at.number_input(key="s2s:seq_len").value == 20 and at.slider(key="s2s:train_share").value == 50
+    assert at.number_input(key="s2s:seq_len").value == 100 and at.slider(key="s2s:train_share").value == 50
     _mit_bih(at)
     assert at.selectbox(key="s2s:dataset").value == "bundled:ecg_mitdb"
     assert at.multiselect(key="s2s:features").value == ["ecg"]
@@ -298,6 +298,7 @@ def test_in_trusted_mode_a_downloaded_archive_scores_the_series_like_the_model_t
     at.run()
     no_exceptions(at)
     assert not at.error and "s2s:score_saved" in {b.key for b in at.button}
+    at.slider(key="s2s:train_share").set_value(80)  # the form's value goes with the submit below
     at.button(key="s2s:score_saved").click().run()
     run_until_job_done(at, "seq2seq")
     no_exceptions(at)
