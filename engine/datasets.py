@@ -15,7 +15,7 @@ Examples
 --------
 >>> from engine.datasets import list_datasets, get_dataset, load_dataset
 >>> [d.key for d in list_datasets("timeseries")]
-['ecg_mitdb', 'ecg_synth_train', 'ecg_synth_test']
+['ecg_mitdb', 'ecg_synth', 'ecg_synth_train', 'ecg_synth_test']
 >>> get_dataset("iris").label
 'species'
 >>> load_dataset("iris").shape
@@ -234,6 +234,25 @@ _REGISTRY_LIST: tuple[BundledDataset, ...] = (
         image_shape=None,
         suggested_for=("seq2seq",),
         shape=(7500, 3),
+    ),
+    BundledDataset(
+        key="ecg_synth",
+        title="Synthetic ECG: a clean stretch, then labelled anomalies",
+        description=(
+            "The GutenTAG synthetic ECG 'ecg-diff-count-3' as one series: its 10,000-sample anomaly-free "
+            "training series followed by its 10,000-sample test series (20,000 samples; columns `time`, `ecg` "
+            "and `label`). Train a Seq2Seq detector on the first half and score the whole: the three 100-sample "
+            "anomalies start at samples 11560, 16600 and 16940. The time-series page's demo series."
+        ),
+        licence="MIT",
+        source="GutenTAG / TimeEval (Wenig, Schmidl & Papenbrock 2022); via aeon 1.6.0",
+        kind="timeseries",
+        label="label",
+        time="time",
+        roles={"time": "time", "label": "label"},
+        image_shape=None,
+        suggested_for=("seq2seq",),
+        shape=(20000, 3),
     ),
     BundledDataset(
         key="ecg_synth_train",

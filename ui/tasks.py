@@ -7,7 +7,7 @@ travels as its file's bytes and is loaded again by the task (:func:`load_own_mod
 (the engine's progress callback), ``set_stage`` and ``cancel``, in a worker as in a thread, so a task
 runs the same either way. This module does not import streamlit.
 
-Which jobs are tasks: every Keras training (Seq2Seq, the classifiers, CEM's autoencoder,
+Which jobs are tasks: every Keras training (the classifiers, CEM's autoencoder,
 the distilled detector), the adversarial attack, and scoring with a saved detector (trusted mode).
 Tabular outliers moved to :mod:`jobs.tabular` (the new job boundary).
 The other jobs run in the server's job threads: the CEM and anchor *explanations* reuse what earlier
@@ -33,7 +33,6 @@ from engine.autoencoders import build_autoencoder, train_autoencoder
 from engine.classifiers import build_classifier, predict_proba, train_classifier
 from engine.metrics import score_curves
 from engine.nets import build_sequential, describe_sequential
-from engine.od import OutlierSeq2Seq
 from engine.saving import detector_to_bytes, load_detector, model_weights, set_model_weights
 
 Task = Callable[[Any, dict, dict], tuple[dict, dict]]
@@ -186,42 +185,6 @@ def _stage_after_training(job, history, outcome: str | None = None) -> dict:
     return asdict(history)
 
 
-def _seq2seq_answer(job, detector, X: np.ndarray, n_reference: int, percentile: float) -> dict:
-    """Score the whole series ``X`` and its windows; thresholds at ``percentile`` of the first ``n_reference`` steps."""
-    job.set_stage("scoring the whole series", 1.0)
-    details = detector.score_details(X)
-    starts = details["window_start"]
-    # The windows as the model scored them (the last one may overlap its neighbour): their own raw scores
-    # and reconstructions back the window ranking and the drill-down.
-    windows = detector.score_details(np.stack([X[s:s + detector.seq_len] for s in starts]))
-    raw = details["raw_feature_score"]
-    detector.threshold = np.percentile(raw[:n_reference], percentile, axis=0).astype(np.float32)
-    return {"reconstruction": details["reconstruction"], "raw": raw, "window_start": starts,
-            "window_raw": windows["raw_feature_score"], "window_reconstruction": windows["reconstruction"],
-            "archive": archive_array(detector)}
-
-
-@task("seq2seq.fit_and_score")
-def seq2seq_fit_and_score(job, params: dict, arrays: dict) -> tuple[dict, dict]:
-    """Train an OutlierSeq2Seq on the first ``n_train`` steps of ``X`` and score the whole series and its windows."""
-    X = arrays["X"]
-    n_train = int(params["n_train"])
-    detector = OutlierSeq2Seq(n_features=X.shape[1], seq_len=int(params["seq_len"]),
-                              latent_dim=int(params["latent_dim"]))
-    job.set_stage("training", 0.0)
-    detector.fit(X[:n_train], window_stride=int(params["stride"]), **_fit_options(job, params))
-    answer = _seq2seq_answer(job, detector, X, n_train, float(params["percentile"]))
-    return {"history": _stage_after_training(job, detector.history_)}, answer
-
-
-@task("seq2seq.score")
-def seq2seq_score(job, params: dict, arrays: dict) -> tuple[dict, dict]:
-    """Score the series ``X`` with a saved OutlierSeq2Seq (its archive in ``archive``), like after training."""
-    job.set_stage("loading the detector", 0.0)
-    detector = load_detector(arrays["archive"].tobytes())
-    answer = _seq2seq_answer(job, detector, arrays["X"], int(params["n_train"]), float(params["percentile"]))
-    job.set_stage(f"{len(arrays['X']):,} steps scored with the saved detector", 1.0)
-    return {}, answer
 
 
 @task("classifier.train")

@@ -136,36 +136,82 @@ def series_figure(x: Sequence, series: np.ndarray, reconstruction: np.ndarray, f
     return fig
 
 
+# Diverging and split at the threshold: anything above it is clearly red, anything below clearly blue.
+THRESHOLD_COLORSCALE = [[0.0, "#2166ac"], [0.5, "#d1e5f0"], [0.5, "#f4a582"], [1.0, "#b2182b"]]
+HEATMAP_ROW_PX = 40  # height of one feature's row
+HEATMAP_MIN_PLOT_PX = 160  # the plot area of a heatmap with few features (one feature is not a thin strip)
+
+
+def relative_to_threshold(scores: np.ndarray) -> np.ndarray:
+    """Feature scores (0 = the feature's threshold) mapped to [-1, 1] per feature, keeping the sign.
+
+    Positive scores are divided by the feature's robust largest positive score (99.5th percentile),
+    negative ones by its robust most negative score (0.5th percentile), so 0 stays each feature's
+    threshold, every flagged value is above 0 and features of different scales share one colour bar.
+
+    Examples
+    --------
+    >>> relative_to_threshold(np.array([[-4.0], [-2.0], [0.0], [0.5], [1.0]]))[:, 0].round(2).tolist()
+    [-1.0, -0.5, 0.0, 0.5, 1.0]
+    """
+    scores = np.asarray(scores, dtype=float)
+    out = np.zeros_like(scores)
+    for f in range(scores.shape[1]):
+        column = scores[:, f]
+        finite = column[np.isfinite(column)]
+        above, below = finite[finite > 0], finite[finite < 0]
+        high = float(np.percentile(above, 99.5)) if above.size else 1.0
+        low = float(-np.percentile(below, 0.5)) if below.size else 1.0
+        out[:, f] = np.where(column > 0, column / max(high, 1e-12), column / max(low, 1e-12))
+    return np.clip(np.nan_to_num(out, nan=0.0), -1.0, 1.0)
+
+
+def heatmap_height(n_features: int) -> int:
+    """Pixel height of the score heatmap: a readable band even for one feature.
+
+    Examples
+    --------
+    >>> heatmap_height(1), heatmap_height(10)
+    (310, 550)
+    """
+    return 150 + max(HEATMAP_MIN_PLOT_PX, HEATMAP_ROW_PX * int(n_features))
+
+
 def score_heatmap(x: Sequence, scores: np.ndarray, names: Sequence[str], *, x_title: str = "time",
                   max_columns: int = 2000) -> go.Figure:
-    """Feature × time heatmap of feature scores (> 0 = above its threshold), red above and blue below.
+    """Feature × time heatmap of feature scores, centred on each feature's threshold: red above, blue below.
 
-    Long series are shown in at most ``max_columns`` columns, each the largest score of its bucket of
-    steps; the colour range is clipped at robust quantiles so one huge spike does not wash out the rest.
+    ``scores`` are feature scores (``> 0``: above the feature's threshold, flagged). Each feature is
+    scaled on its own (:func:`relative_to_threshold`), so the colour scale's midpoint is every
+    feature's threshold and a flagged value is always red, however small. Long series are shown in at
+    most ``max_columns`` columns, each the largest score of its bucket of steps (a flagged step keeps
+    its bucket red). Hovering shows the score itself.
 
     Examples
     --------
     >>> fig = score_heatmap(np.arange(5000), np.random.default_rng(0).normal(size=(5000, 3)), ["a", "b", "c"])
     >>> fig.data[0].z.shape  # 5,000 steps in buckets of 3
     (3, 1667)
+    >>> fig.data[0].zmid, fig.data[0].zmin, fig.data[0].zmax
+    (0.0, -1.0, 1.0)
     """
     x = np.asarray(x)
     starts, maxima = bucket_max(scores, max_columns)
-    z = maxima.T
-    finite = z[np.isfinite(z)]
-    high = max(float(np.percentile(finite, 99.5)) if finite.size else 1.0, 1e-6)
-    low = min(float(np.percentile(finite, 0.5)) if finite.size else -1.0, -1e-6)
+    z = relative_to_threshold(maxima).T
     step = int(starts[1] - starts[0]) if len(starts) > 1 else 1
     fig = go.Figure(go.Heatmap(
-        z=z, x=x[starts], y=[str(n) for n in names], colorscale="RdBu_r", zmid=0.0, zmin=low, zmax=high,
-        colorbar=dict(title=dict(text="score", side="right"), thickness=12),
-        hovertemplate=f"{x_title} %{{x}}<br>%{{y}}<br>feature score %{{z:.4g}}<extra></extra>",
+        z=z, x=x[starts], y=[str(n) for n in names], customdata=maxima.T, colorscale=THRESHOLD_COLORSCALE,
+        zmid=0.0, zmin=-1.0, zmax=1.0,
+        colorbar=dict(title=dict(text="score vs threshold", side="right"), thickness=12,
+                      tickvals=[-1.0, 0.0, 1.0], ticktext=["far below", "threshold", "far above"]),
+        hovertemplate=f"{x_title} %{{x}}<br>%{{y}}<br>feature score %{{customdata:.4g}} "
+                      "(above 0: flagged)<extra></extra>",
     ))
-    title = "Feature scores over time (red: above the feature's threshold)"
+    title = "Feature scores over time, centred on each feature's threshold (red: above it, flagged; blue: below)"
     if step > 1:
         title += f" · each column is the largest score of {step:,} steps"
     fig.update_layout(title=dict(text=title, font=dict(size=14)), xaxis_title=x_title,
-                      height=150 + 28 * len(names), margin=_MARGIN,
+                      height=heatmap_height(len(names)), margin=_MARGIN,
                       yaxis=dict(autorange="reversed", type="category"))
     return fig
 

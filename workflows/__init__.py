@@ -1,1 +1,1 @@
-"""Lantern's workflows in plain Python: data preparation, run views, threshold maths and exports (no streamlit)."""
+"""Each workflow's plain-Python logic (preparation, run/view objects, threshold maths, exports); no streamlit."""

@@ -83,7 +83,8 @@ from engine.validation import as_float_array, check_percentile
 logger = logging.getLogger(__name__)
 GLOROT, ORTHOGONAL = keras.initializers.GlorotUniform, keras.initializers.Orthogonal
 
-__all__ = ["OutlierSeq2Seq", "Seq2Seq", "default_latent_dim", "default_threshold_net", "seq2seq_loss"]
+__all__ = ["OutlierSeq2Seq", "Seq2Seq", "default_latent_dim", "default_threshold_net", "seq2seq_loss",
+           "threshold_scores"]
 
 # Floats held per compiled scoring call (inputs, decoder states, outputs): bounds memory
 # whatever batch_size the caller passes (the reference's default is 1e10).
@@ -295,6 +296,37 @@ def instance_scores(fscore: np.ndarray, outlier_perc: float = 100.0) -> np.ndarr
         return scores.mean(axis=1)
     top = np.partition(scores, n_scores - k, axis=1)[:, n_scores - k:]
     return top.mean(axis=1)
+
+
+def threshold_scores(raw_feature_score: np.ndarray, threshold: float | np.ndarray,
+                     outlier_perc: float = 100.0) -> dict[str, np.ndarray]:
+    """Scores and flags from raw feature scores and a threshold: the detector's rule, without the model.
+
+    ``raw_feature_score`` is :meth:`OutlierSeq2Seq.score_details`' ``'raw_feature_score'`` (squared
+    error minus the learned estimate), for a series ``(n_steps, n_features)`` or windows
+    ``(n, seq_len, n_features)``; ``threshold`` is one number or one per feature. So an app can move
+    the threshold or ``outlier_perc`` on cached scores and flag exactly what ``predict`` would.
+
+    Returns
+    -------
+    dict of numpy.ndarray
+        ``'feature_score'`` (``raw − threshold``), ``'feature_outlier'`` (``feature_score > 0``),
+        ``'instance_score'`` (mean of the top ⌈outlier_perc %⌉ feature scores of each entry of the
+        first axis) and ``'instance_outlier'`` (``instance_score > 0``).
+
+    Examples
+    --------
+    >>> out = threshold_scores(np.array([[0.5, 2.0], [0.1, 0.2]]), [1.0, 1.0], outlier_perc=50)
+    >>> out['feature_outlier'].tolist(), out['instance_score'].tolist(), out['instance_outlier'].tolist()
+    ([[False, True], [False, False]], [1.0, -0.800000011920929], [True, False])
+    """
+    threshold = np.asarray(threshold, dtype=np.float32)
+    if threshold.ndim > 1 or not np.all(np.isfinite(threshold)):
+        raise ValueError("threshold must be one finite number or one per feature.")
+    fscore = np.asarray(raw_feature_score, dtype=np.float32) - threshold
+    iscore = instance_scores(fscore, outlier_perc)
+    return {"feature_score": fscore, "feature_outlier": fscore > 0, "instance_score": iscore,
+            "instance_outlier": iscore > 0}
 
 
 @register_archivable("detector")

@@ -55,7 +55,7 @@ def test_train_move_feature_threshold_and_download_scores(page, app_url, artifac
     expect(page.get_by_text("Feature scores over time").first).to_be_visible()  # the heatmap's title
     expect(by_test_id(page, "stMetric").filter(has_text="F1").first).to_be_visible()
     before = _count(page, "Flagged steps")
-    assert 0 < before < 7500
+    assert 0 < before < 20000  # the default series: the synthetic ECG, 20,000 steps
     # Streamlit scrolls inside its own container: show the results in a tall viewport instead.
     page.set_viewport_size({"width": 1440, "height": 2200})
     done = by_test_id(page, "stAlertContentSuccess")
@@ -74,14 +74,16 @@ def test_train_move_feature_threshold_and_download_scores(page, app_url, artifac
     assert after > before
     expect_no_exception(page)
 
-    features = _download(page, "Feature scores CSV")
-    assert {"time", "feature", "value", "reconstruction", "score", "is_outlier", "label"} <= set(features.columns)
-    assert len(features) == 7500 and set(features["feature"]) == {"ecg"}
-    assert int(features["is_outlier"].sum()) == after
-    assert ((features["score"] > 0) == features["is_outlier"].astype(bool)).all()
+    steps = _download(page, "Scores per time step CSV")  # joins back: one row per input row, in input order
+    assert list(steps.columns[:6]) == ["row", "time", "ecg", "label", "status", "reason"]
+    assert steps["row"].tolist() == list(range(20000)) and (steps["status"] == "scored").all()
+    assert {"ecg_reconstruction", "ecg_score", "ecg_flagged", "instance_score", "is_outlier", "window"} <= set(
+        steps.columns)
+    assert int(steps["is_outlier"].sum()) == after
+    assert ((steps["ecg_score"] > 0) == steps["ecg_flagged"].astype(bool)).all()
     windows = _download(page, "Window scores CSV")
     assert {"window", "start_time", "end_time", "instance_score", "is_outlier", "labelled"} <= set(windows.columns)
-    assert windows["window"].tolist() == list(range(150))
+    assert windows["window"].tolist() == list(range(400))
     expect_no_exception(page)
 
 

@@ -18,6 +18,7 @@ EXPECTED_SHAPES = {
     "shuttle": (49097, 10),
     "cardio": (1831, 22),
     "ecg_mitdb": (7500, 3),
+    "ecg_synth": (20000, 3),
     "ecg_synth_train": (10000, 3),
     "ecg_synth_test": (10000, 3),
     "mnist5k": (5000, 785),
@@ -153,6 +154,10 @@ def test_timeseries_anomaly_segments():
     assert int(lab.sum()) == 300
     starts = np.flatnonzero(np.diff(np.r_[0, lab]) == 1)
     assert list(starts) == [1560, 6600, 6940]
+    joined = D.load_dataset("ecg_synth")  # the two synthetic series end to end, time running on
+    np.testing.assert_array_equal(joined["ecg"].to_numpy(), np.r_[train["ecg"].to_numpy(), test["ecg"].to_numpy()])
+    np.testing.assert_array_equal(joined["label"].to_numpy(), np.r_[train["label"].to_numpy(), lab])
+    assert joined["time"].tolist() == list(range(20000))
     for df in (mit, train, test):
         assert pd.api.types.is_float_dtype(df["ecg"])
         assert np.isfinite(df["ecg"].to_numpy()).all()
@@ -199,7 +204,8 @@ def test_unknown_key_raises_keyerror_listing_valid_keys():
 
 
 def test_list_datasets_filters_by_kind():
-    assert [d.key for d in D.list_datasets("timeseries")] == ["ecg_mitdb", "ecg_synth_train", "ecg_synth_test"]
+    assert [d.key for d in D.list_datasets("timeseries")] == ["ecg_mitdb", "ecg_synth", "ecg_synth_train",
+                                                                   "ecg_synth_test"]
     assert [d.key for d in D.list_datasets("image")] == ["mnist5k", "digits"]
     tabular = {d.key for d in D.list_datasets("tabular")}
     assert tabular == {"adult", "shuttle", "cardio", "iris", "wine", "breast_cancer"}

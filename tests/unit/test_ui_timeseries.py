@@ -60,3 +60,36 @@ def test_window_figure_has_a_score_row_below_the_features():
     assert [a.text for a in fig.layout.annotations] == ["a", "b", "feature scores (threshold at 0)"]
     flagged_b = [t for t in fig.data if t.name == "flagged"][1]
     assert list(flagged_b.x) == [3]
+
+
+def test_heatmap_colours_are_centred_on_each_features_threshold_so_every_flagged_value_is_red():
+    rng = np.random.default_rng(2)
+    # Two features on very different scales; a few small positive scores (just above the threshold) in each.
+    scores = np.column_stack([rng.normal(-50.0, 10.0, 3000), rng.normal(-0.5, 0.1, 3000)])
+    scores[[10, 2000], 0] = [0.01, 3.0]
+    scores[[500], 1] = [0.001]
+    fig = score_heatmap(np.arange(3000), scores, ["big", "small"], max_columns=5000)
+    heatmap = fig.data[0]
+    z = np.asarray(heatmap.z)
+    assert heatmap.zmid == 0.0 and heatmap.zmin == -heatmap.zmax  # the midpoint of the colour scale is 0
+    assert ((z > 0) == (scores.T > 0)).all()  # above 0 exactly where a feature is above its threshold
+    assert z.min() >= -1 and z.max() <= 1 and z[1].min() < -0.5  # each feature uses the whole range below
+    # The scale splits at the midpoint: just above it is already red, just below it blue.
+    stops = [(float(p), c) for p, c in heatmap.colorscale]
+    assert [p for p, _ in stops].count(0.5) == 2
+    below, above = stops.index((0.5, stops[1][1])), len(stops) - 1
+    assert not _reddish(stops[below][1]) and all(_reddish(c) for p, c in stops[below + 1:above + 1])
+    assert all(not _reddish(c) for p, c in stops[:below + 1])
+    np.testing.assert_allclose(np.asarray(heatmap.customdata), scores.T)  # hover shows the score itself
+
+
+def _reddish(colour: str) -> bool:
+    r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return r > b
+
+
+def test_heatmap_of_one_feature_is_a_readable_band_not_a_strip():
+    fig = score_heatmap(np.arange(100), np.zeros((100, 1)), ["ecg"])
+    assert fig.layout.height >= 300
+    many = score_heatmap(np.arange(100), np.zeros((100, 20)), [f"f{i}" for i in range(20)])
+    assert many.layout.height >= 150 + 20 * 30
