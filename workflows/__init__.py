@@ -1,0 +1,1 @@
+"""Plain-Python workflow logic behind the pages: preparation, run and view objects, sentences (no streamlit)."""
