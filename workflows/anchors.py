@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from engine.explanation import Explanation
 from engine.tabular import ClassificationData, classification_data
 from jobs.explain import AnchorModel, AnchorRequest, AnchorSearch
-from workflows.explain_data import check_feature_count, row_label, test_position
+from workflows.explain_data import check_feature_count, row_label, position_in_test
 
 MAX_TREES = 200
 MAX_DEPTH = 40
@@ -69,7 +69,7 @@ class ModelView:
         return self.column_classes[int(column)]
 
     def position(self, table_row: int) -> int:
-        return test_position(self.data.test_rows, table_row)
+        return position_in_test(self.data.test_rows, table_row)
 
 
 def forest_view(answer, data: ClassificationData, model: AnchorModel, table_name: str) -> ModelView:

@@ -60,15 +60,15 @@ class Prepared:
 
     def position(self, table_row: int) -> int:
         """Where the table row ``table_row`` is in the test split."""
-        return test_position(self.test_rows, table_row)
+        return position_in_test(self.test_rows, table_row)
 
 
-def test_position(test_rows: np.ndarray, table_row: int) -> int:
+def position_in_test(test_rows: np.ndarray, table_row: int) -> int:
     """The position of ``table_row`` among ``test_rows``; a DataError when it is not a test row.
 
     Examples
     --------
-    >>> test_position(np.array([4, 9, 2]), 9)
+    >>> position_in_test(np.array([4, 9, 2]), 9)
     1
     """
     where = np.flatnonzero(np.asarray(test_rows) == int(table_row))
