@@ -7,7 +7,6 @@ import streamlit as st
 
 import jobs.explain as explain_jobs
 import workflows.anchors as flow
-from engine.errors import DataError, ModelError
 from engine.tabular import find_split_column
 from ui import downloads, own_model, training
 from ui import data as ui_data
@@ -156,23 +155,20 @@ with st.form("anchors:setup", border=False):
                                       icon=":material/model_training:", key="anchors:train",
                                       disabled=source == "own" and own is None)
 
-if submitted:
-    features = ui_explain.drop_label(features, label)
-    try:
-        if own is not None:
-            features = own_model.input_columns(own.predictor.feature_names, own.predictor.n_features, features,
-                                               columns, label)
-        data = flow.prepare(table, features, label, split_column if split.use_split else None, split.test_share,
-                            split.max_train, int(model_seed))
-        if own is not None:
-            own.predictor.check(data.X_train)
-    except DataError as exc:
-        ui_data.show_data_error(exc)
-    except ModelError as exc:
-        st.error(f"**{own.file_name}** does not fit these columns: {exc}", icon=":material/error:")
-    else:
-        training.forget(EXPLAIN_JOB)  # an explanation belongs to the model it explained
-        start_model(data, own, int(n_trees), int(max_depth), int(model_seed), table.name)
+
+
+def prepare(features: list[str]):
+    data = flow.prepare(table, features, label, split_column if split.use_split else None, split.test_share,
+                        split.max_train, int(model_seed))
+    if own is not None:
+        own.predictor.check(data.X_train)
+    return data
+
+
+data = ui_explain.prepare_or_explain(own, features, label, columns, prepare) if submitted else None
+if data is not None:
+    training.forget(EXPLAIN_JOB)  # an explanation belongs to the model it explained
+    start_model(data, own, int(n_trees), int(max_depth), int(model_seed), table.name)
 
 training.panel(MODEL_JOB, show_loss=False)
 model_run: flow.ModelView | None = training.outcome(MODEL_JOB, model_view)

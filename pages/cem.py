@@ -9,9 +9,7 @@ import streamlit as st
 import jobs.explain as explain_jobs
 import workflows.cem as flow
 from engine.datasets import get_dataset
-from engine.errors import DataError, ModelError
 from engine.tabular import find_split_column
-from engine.training import TrainingHistory
 from ui import charts, downloads, images, own_model, training
 from ui import data as ui_data
 from ui import explain as ui_explain
@@ -28,38 +26,24 @@ HELP = flow.HELP
 
 def model_view(answer, context) -> flow.ModelView:
     """The page's view of the model job: a network trained here (``classifier.train``) or an uploaded model."""
-    data, own, class_map, description = context
+    data, own, class_map, name = context
     if own is None:
-        values, arrays = answer
-        network = explain_jobs.Network(values["spec"], {k: v for k, v in arrays.items() if k.startswith("net/")})
-        return flow.ModelView(data, explain_jobs.CEMClassifier(network=network), description,
-                              arrays["val_proba"], values["metrics"]["val_accuracy"],
-                              history=TrainingHistory(**values["history"]))
-    classifier = explain_jobs.CEMClassifier(own=model_file(own), offset=data.offset, scale=data.scale)
-    return flow.ModelView(data, classifier, own_model.describe(own), answer.proba,
-                          own_model.accuracy(answer.proba, data.y_test), own.kind, own.white_box, class_map)
+        return flow.trained_view(answer, data, name)
+    return flow.own_view(answer.proba, data, model_file(own), own_model.describe(own), own.white_box, class_map,
+                         own_model.accuracy(answer.proba, data.y_test))
 
 
 def model_file(own: own_model.OwnModel) -> explain_jobs.ModelFile:
     return explain_jobs.ModelFile(own.data, own.kind, SETTINGS.trusted_mode, SETTINGS.max_model_mb)
 
 
-def autoencoder_view(answer, data) -> flow.AutoencoderView:
-    values, arrays = answer
-    return flow.AutoencoderView(data, explain_jobs.Network(values["spec"], arrays), values["metrics"]["val_mse"])
-
-
 def start_model(data, network: str | None, controls, own, class_map) -> bool:
     """Train the classifier here (the ``classifier.train`` task) or score the test rows with the uploaded model."""
     if own is not None:
         request = explain_jobs.PredictRequest(model_file(own), data.to_table_units(data.X_test))
-        job = training.start_job(MODEL_JOB, f"Use {own.file_name} on {data.table_name}", explain_jobs.predict,
-                                 request, context=(data, own, class_map, None))
-        return job is not None
-    name, spec = flow.IMAGE_NETWORK if data.is_image else flow.TABULAR_NETWORKS[network]
-    params = {**controls.params(), "network": {"kind": "mlp", **spec}, "n_features": len(data.feature_names),
-              "n_classes": len(data.class_names), "image_shape": data.image_shape, "return_val_proba": True}
-    arrays = {"X": data.X_train, "y": data.y_train, "X_val": data.X_test, "y_val": data.y_test}
+        return training.start_job(MODEL_JOB, f"Use {own.file_name} on {data.table_name}", explain_jobs.predict,
+                                  request, context=(data, own, class_map, None)) is not None
+    name, params, arrays = flow.classifier_task(data, network, controls.params())
     job = training.start_task(MODEL_JOB, f"Train classifier on {data.table_name}", "classifier.train", params,
                               arrays, lambda values, out: (values, out))
     if job is not None:
@@ -68,10 +52,9 @@ def start_model(data, network: str | None, controls, own, class_map) -> bool:
 
 
 def start_autoencoder(data, epochs: int, controls) -> None:
-    params = {**controls.params(), "epochs": epochs, "n_features": len(data.feature_names),
-              "output_activation": "sigmoid" if data.is_image else "linear"}
+    params, arrays = flow.autoencoder_task(data, epochs, controls.params())
     job = training.start_task(AE_JOB, f"Train autoencoder on {data.table_name}", "autoencoder.train", params,
-                              {"X": data.X_train, "X_val": data.X_test}, lambda values, out: (values, out))
+                              arrays, lambda values, out: (values, out))
     if job is not None:
         job.context = data
 
@@ -143,12 +126,7 @@ ui_explain.reset_on_change("cem", f"{origin}|{table.name}|{'|'.join(columns)}", 
 split_column = find_split_column(table.frame)
 source, own = own_model.choose_model("cem")
 if own is not None:
-    st.caption("CEM needs gradients of the model: a Keras model gives exact ones (white box); an ONNX or "
-               "scikit-learn model is a black box, so CEM estimates them numerically (slower). "
-               + ("The model names its inputs, so they are read from the table by name."
-                  if own.predictor.feature_names else
-                  f"Choose its {own.predictor.n_features} feature column(s) below, in the order it was trained "
-                  "on.") + " It gets them in the table's units.")
+    st.caption(flow.own_model_caption(own.predictor.feature_names, own.predictor.n_features))
 
 with st.form("cem:setup", border=False):
     label = st.selectbox("Label column (the classes to predict)", columns,
@@ -190,33 +168,29 @@ with st.form("cem:setup", border=False):
                                       icon=":material/model_training:", key="cem:train",
                                       disabled=source == "own" and own is None)
 
-if submitted:
-    features = ui_explain.drop_label(features, label)
-    try:
-        class_map = None
-        if own is not None:
-            features = own_model.input_columns(own.predictor.feature_names, own.predictor.n_features, features,
-                                               columns, label)
-        prepared = flow.prepare(table, features, label, image_shape, split_column if split.use_split else None,
-                                split.test_share, split.max_train, controls.seed)
-        if own is not None:
-            own.predictor.check(prepared.to_table_units(prepared.X_train))
-            class_map = own_model.ClassMap.between(own.class_names, prepared.class_names)
-            prepared = flow.for_own_model(prepared, class_map)
-    except DataError as exc:
-        ui_data.show_data_error(exc)
-    except ModelError as exc:
-        st.error(f"**{own.file_name}** does not fit these columns: {exc}", icon=":material/error:")
-    else:
-        for key in (EXPLAIN_JOB, AE_JOB, WARM_JOB):  # they belong to the data they were made for
-            training.forget(key)
-        if start_model(prepared, network, controls, own, class_map) and with_ae:
-            start_autoencoder(prepared, int(ae_epochs), controls)
+
+
+def prepare(features: list[str]) -> tuple[flow.Prepared, own_model.ClassMap | None]:
+    prepared = flow.prepare(table, features, label, image_shape, split_column if split.use_split else None,
+                            split.test_share, split.max_train, controls.seed)
+    if own is None:
+        return prepared, None
+    own.predictor.check(prepared.to_table_units(prepared.X_train))
+    class_map = own_model.ClassMap.between(own.class_names, prepared.class_names)
+    return flow.for_own_model(prepared, class_map), class_map
+
+
+ready = ui_explain.prepare_or_explain(own, features, label, columns, prepare) if submitted else None
+if ready is not None:
+    for key in (EXPLAIN_JOB, AE_JOB, WARM_JOB):  # they belong to the data they were made for
+        training.forget(key)
+    if start_model(ready[0], network, controls, own, ready[1]) and with_ae:
+        start_autoencoder(ready[0], int(ae_epochs), controls)
 
 training.panel(MODEL_JOB)
 training.panel(AE_JOB)
 model_run: flow.ModelView | None = training.outcome(MODEL_JOB, model_view)
-ae_run: flow.AutoencoderView | None = training.outcome(AE_JOB, autoencoder_view)
+ae_run: flow.AutoencoderView | None = training.outcome(AE_JOB, flow.autoencoder_view)
 if model_run is not None and ae_run is not None and ae_run.data is not model_run.data:
     ae_run = None
 

@@ -11,7 +11,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import streamlit as st
 
-from ui import training
+from engine.errors import DataError, ModelError
+from ui import data as ui_data
+from ui import own_model, training
 from ui.settings import SETTINGS
 from workflows.explain_data import row_label, without_label
 
@@ -66,6 +68,23 @@ def drop_label(features: list[str], label: str) -> list[str]:
     if dropped:
         st.info(f"`{label}` is the label, so it was left out of the features.")
     return kept
+
+
+def prepare_or_explain(own: own_model.OwnModel | None, features: list[str], label: str, columns: Sequence[str],
+                       prepare: Callable[[list[str]], Any]) -> Any:
+    """``prepare(features)`` for the chosen features (the uploaded model's inputs when there is one), or None
+    after a message saying what does not fit and how to fix it."""
+    features = drop_label(features, label)
+    try:
+        if own is not None:
+            features = own_model.input_columns(own.predictor.feature_names, own.predictor.n_features, features,
+                                               columns, label)
+        return prepare(features)
+    except DataError as exc:
+        ui_data.show_data_error(exc)
+    except ModelError as exc:
+        st.error(f"**{own.file_name}** does not fit these columns: {exc}", icon=":material/error:")
+    return None
 
 
 def model_metrics(accuracy: float | None, n_train: int, n_test: int, n_classes: int, columns: int = 4) -> list:

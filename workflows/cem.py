@@ -15,7 +15,8 @@ from engine.errors import DataError
 from engine.explanation import Explanation
 from engine.preprocessing import Standardizer
 from engine.tabular import classification_data
-from jobs.explain import CEMClassifier, CEMRequest, CEMSettings, Network
+from engine.training import TrainingHistory
+from jobs.explain import CEMClassifier, CEMRequest, CEMSettings, ModelFile, Network
 from workflows.explain_data import Prepared, check_feature_count, row_label
 
 MAX_FEATURES = 1_000
@@ -148,6 +149,49 @@ class CEMView:
     @property
     def position(self) -> int:
         return self.model.data.position(self.table_row)
+
+
+def classifier_task(data: Prepared, network: str | None, training: dict) -> tuple[str, dict, dict]:
+    """The classifier's description and the ``classifier.train`` task's parameters and arrays."""
+    name, spec = IMAGE_NETWORK if data.is_image else TABULAR_NETWORKS[network]
+    params = {**training, "network": {"kind": "mlp", **spec}, "n_features": len(data.feature_names),
+              "n_classes": len(data.class_names), "image_shape": data.image_shape, "return_val_proba": True}
+    return name, params, {"X": data.X_train, "y": data.y_train, "X_val": data.X_test, "y_val": data.y_test}
+
+
+def autoencoder_task(data: Prepared, epochs: int, training: dict) -> tuple[dict, dict]:
+    """The ``autoencoder.train`` task's parameters and arrays."""
+    params = {**training, "epochs": epochs, "n_features": len(data.feature_names),
+              "output_activation": "sigmoid" if data.is_image else "linear"}
+    return params, {"X": data.X_train, "X_val": data.X_test}
+
+
+def trained_view(answer: tuple[dict, dict], data: Prepared, name: str) -> ModelView:
+    """The view of a ``classifier.train`` answer (its values and arrays)."""
+    values, arrays = answer
+    network = Network(values["spec"], {k: v for k, v in arrays.items() if k.startswith("net/")})
+    return ModelView(data, CEMClassifier(network=network), name, arrays["val_proba"],
+                     values["metrics"]["val_accuracy"], history=TrainingHistory(**values["history"]))
+
+
+def own_view(proba: np.ndarray, data: Prepared, model: ModelFile, description: str, white_box: bool, class_map,
+             accuracy: float | None) -> ModelView:
+    """The view of an uploaded model's test-split predictions; it reads the table's units."""
+    classifier = CEMClassifier(own=model, offset=data.offset, scale=data.scale)
+    return ModelView(data, classifier, description, proba, accuracy, model.kind, white_box, class_map)
+
+
+def autoencoder_view(answer: tuple[dict, dict], data: Prepared) -> AutoencoderView:
+    values, arrays = answer
+    return AutoencoderView(data, Network(values["spec"], arrays), values["metrics"]["val_mse"])
+
+
+def own_model_caption(feature_names, n_features: int) -> str:
+    return ("CEM needs gradients of the model: a Keras model gives exact ones (white box); an ONNX or scikit-learn "
+            "model is a black box, so CEM estimates them numerically (slower). "
+            + ("The model names its inputs, so they are read from the table by name." if feature_names else
+               f"Choose its {n_features} feature column(s) below, in the order it was trained on.")
+            + " It gets them in the table's units.")
 
 
 def warm_up_request(model: ModelView) -> CEMRequest:

@@ -56,7 +56,7 @@ def _cem_explain(at, max_iterations: int = 300):
     no_exceptions(at)
     job = at.session_state["job::cem-explain"]
     assert job.state == "done", job.error
-    return job.result
+    return job.view
 
 
 def test_cem_with_an_uploaded_onnx_model_runs_black_box_and_finds_a_pertinent_negative():
@@ -209,7 +209,7 @@ def test_a_skops_model_that_names_its_features_reads_them_by_name_in_trusted_mod
     at.button(key="anchors:train").click().run()
     run_until_job_done(at, "anchors-model")
     no_exceptions(at)
-    run = at.session_state["job::anchors-model"].result
+    run = at.session_state["job::anchors-model"].view
     assert run.data.feature_names == ["petal_width", "petal_length", "sepal_width", "sepal_length"]  # the model's order
     assert float(metric_value(at, "Test accuracy")) > 0.85
 

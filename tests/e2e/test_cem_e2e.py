@@ -46,9 +46,16 @@ def test_explain_one_iris_row_and_see_its_pn_and_pp(page, app_url, artifacts):
     assert float(metric(page, "Test accuracy").inner_text()) > 0.6
     expect_no_exception(page)
 
-    # Another test row: its measurements (in cm) and the model's prediction follow.
-    set_number(page, "Test row (0 – 44)", 6)
-    expect(page.get_by_text(re.compile(r"^Table row \d+$"))).to_be_visible()
+    # Another test row, named by its table row number only: its measurements (in cm) and the prediction follow.
+    picker = by_test_id(page, "stSelectbox").filter(has_text="Table row to explain (45 test rows)")
+    picker.get_by_role("combobox").click()
+    option = page.get_by_role("option").nth(6)
+    chosen = option.inner_text().strip()
+    assert re.fullmatch(r"Row \d+", chosen), chosen
+    row = int(chosen.split()[1])
+    option.click()
+    wait_for_app_idle(page, after_action=True)
+    expect(page.get_by_text(re.compile(r"test row", re.IGNORECASE))).to_have_count(0)
     expect(metric(page, "Model predicts")).to_have_text(re.compile("setosa|versicolor|virginica"))
 
     set_number(page, "c steps", 2)
@@ -57,6 +64,7 @@ def test_explain_one_iris_row_and_see_its_pn_and_pp(page, app_url, artifacts):
     expect(metric(page, "PP predicted as")).to_be_visible(timeout=JOB_TIMEOUT_MS)
     wait_for_app_idle(page)
     expect_no_exception(page)
+    expect(by_test_id(page, "stHeading").filter(has_text=f"Explanation of row {row}")).to_be_visible()
 
     original = metric(page, "Original predicted as").inner_text()
     expect(metric(page, "Model predicts")).to_have_text(original)
@@ -88,10 +96,10 @@ def test_explain_one_iris_row_and_see_its_pn_and_pp(page, app_url, artifacts):
 
     with page.expect_download() as download_info:
         by_test_id(page, "stDownloadButton").filter(has_text="PN explanation JSON").locator("button").click()
-    assert download_info.value.suggested_filename == "cem_pn_test_row_6.json"
+    assert download_info.value.suggested_filename == f"cem_pn_row_{row}.json"
     payload = json.loads(open(download_info.value.path(), "rb").read())
     assert payload["meta"]["name"] == "CEM" and payload["meta"]["params"]["mode"] == "PN"
-    assert payload["meta"]["lantern"]["test_row"] == 6
+    assert payload["meta"]["lantern"]["row"] == row
     assert {"PN", "PN_pred", "X", "X_pred", "found"} <= set(payload["data"])
     expect(by_test_id(page, "stDownloadButton").filter(has_text="PP explanation JSON")).to_be_visible()
     expect_no_exception(page)
