@@ -294,6 +294,8 @@ def explain_cem(request: CEMRequest, progress: Progress) -> CEMAnswer:
     for i, mode in enumerate(request.modes):
         entry, fresh = _compiled_cem(request, mode)
         done = i * settings.c_steps
+        progress.set_stage(f"{mode}: waiting for the explainer (it is being compiled)" if entry.lock.locked()
+                           else f"{mode}: preparing", done / total)
         with entry.lock:  # one search at a time per compiled CEM (its settings are attributes)
             cem = entry.value
             for name in CEM_SETTINGS:

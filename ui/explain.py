@@ -101,6 +101,8 @@ def model_metrics(accuracy: float | None, n_train: int, n_test: int, n_classes: 
 def pick_row(prefix: str, test_rows: np.ndarray) -> int:
     """A select box of the test rows by table row number; returns the chosen table row."""
     options = [int(r) for r in test_rows]
+    if st.session_state.get(f"{prefix}:row") not in options:  # a row of a previous split
+        st.session_state.pop(f"{prefix}:row", None)
     return int(st.selectbox(f"Table row to explain ({len(options):,} test rows)", options, index=0,
                             key=f"{prefix}:row", format_func=lambda r: row_label(r).capitalize(),
                             help=HELP["row"]))

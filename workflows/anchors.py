@@ -97,8 +97,13 @@ def explain_request(view: ModelView, table_row: int, search: AnchorSearch, seed:
 
 
 def anchor_view(answer, view: ModelView, table_row: int) -> AnchorView:
+    """The view of :func:`jobs.explain.explain_anchor`'s answer; its JSON names the table row it explains."""
     different = [[view.class_of_column(c) for c in columns] for columns in answer.different_columns]
-    return AnchorView(view, int(table_row), answer.explanation, answer.held_out, different)
+    exp = answer.explanation
+    context = {"dataset": view.table_name, "row": int(table_row), "feature_names": list(view.data.feature_names),
+               "class_names": list(view.column_classes)}
+    explanation = Explanation(meta={**exp.meta, "lantern": context}, data=exp.data)
+    return AnchorView(view, int(table_row), explanation, answer.held_out, different)
 
 
 # ------------------------------------------------------------------------------------------------ text

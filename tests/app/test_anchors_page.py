@@ -86,6 +86,7 @@ def test_train_on_adult_then_explain_one_row_shows_rules_precision_coverage_and_
     assert at.get("download_button")[0].proto.label == "Explanation JSON"
     again = Explanation.from_json(exp.to_json())
     assert again.anchor == exp.anchor and json.loads(exp.to_json())["meta"]["name"] == "AnchorTabular"
+    assert json.loads(exp.to_json())["meta"]["lantern"]["row"] == 32576  # the table row it explains
 
     # Retraining forgets the explanation of the previous model.
     at.button(key="anchors:train").click()
