@@ -132,7 +132,7 @@ def example(run: wf.AttackRun, det: wf.Detection) -> None:
     if len(candidates) == 0:
         st.info("No test row in this group at the current threshold.")
         return
-    i = int(st.selectbox("Test row", candidates[:500], format_func=lambda k: wf.row_label(run, det, k),
+    i = int(st.selectbox("Attacked row", candidates[:500], format_func=lambda k: wf.row_label(run, det, k),
                          key="adv:instance", help="Rows are numbered as in the table and the scores CSV; the "
                                                   "first 500 rows of the group are offered."))
     names, row = data.class_names, int(run.rows[i])

@@ -260,8 +260,9 @@ def test_every_method_parameter_has_plain_words_help():
     at = page("adversarial")
     at.run()
     _train_classifier(at, epochs=1)
-    for widget in (at.selectbox(key="adv:network"), at.number_input(key="adv:clf:epochs")):
-        assert widget.proto.help
+    for widget in (at.selectbox(key="adv:network"), at.number_input(key="adv:clf:epochs"),
+                   at.select_slider(key="adv:clf:batch"), at.select_slider(key="adv:clf:lr")):
+        assert len(widget.proto.help.split()) >= 8, widget.key
     _distil(at, epochs=1)
     assert "softened" in at.slider(key="adv:temperature").proto.help
     assert "disagreement" in at.radio(key="adv:loss").proto.help
