@@ -211,7 +211,8 @@ def test_the_first_example_shows_a_right_prediction_fooled_and_caught_with_a_sen
     classifier_adv, distilled_adv = table.iloc[1, 1].split(" (")[0], table.iloc[1, 2].split(" (")[0]
     assert classifier_adv == names[result.pred_adv[i]]
     if distilled_adv != classifier_adv:
-        assert f"the distilled model predicts {distilled_adv}, not {classifier_adv}: the two models disagree" in sentence
+        assert (f"the distilled model predicts {distilled_adv}, not {classifier_adv}: the two models disagree"
+                in sentence)
     else:
         assert f"the distilled model also predicts {classifier_adv}" in sentence and "disagree" not in sentence
     # The rows where the distilled model predicts another class come first: they show the disagreement plainly.

@@ -71,7 +71,8 @@ def test_train_distil_attack_and_see_the_roc(page, app_url, artifacts):
     expect(charts.filter(has_text="Scores of clean and attacked test rows")).to_have_count(1)
     expect(charts.filter(has_text="perturbation")).to_have_count(1)
     # The first example shows the method working: right before the attack, fooled by it, flagged.
-    expect(by_test_id(page, "stRadio").filter(has_text="right before the attack, fooled by it, flagged")).to_be_visible()
+    example = by_test_id(page, "stRadio").filter(has_text="right before the attack, fooled by it, flagged")
+    expect(example).to_be_visible()
     expect(by_test_id(page, "stMarkdown").filter(has_text="(right) and the attacked input as")).to_have_count(1)
     # The page scrolls inside Streamlit's main container: show the results in a tall viewport instead.
     page.set_viewport_size({"width": 1440, "height": 1900})

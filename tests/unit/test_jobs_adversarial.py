@@ -45,7 +45,8 @@ def blobs():
 @pytest.fixture(scope="module")
 def classifier(blobs):
     X, y = blobs
-    request = ClassifierRequest(X[:160], y[:160], X[160:], y[160:], n_classes=3, network={"kind": "mlp", "hidden": (16,)},
+    request = ClassifierRequest(X[:160], y[:160], X[160:], y[160:], n_classes=3,
+                                network={"kind": "mlp", "hidden": (16,)},
                                 fit=FitSettings(epochs=8, batch_size=32, learning_rate=1e-2, seed=0),
                                 return_val_proba=True)
     progress = Recorder()
@@ -116,8 +117,8 @@ def test_an_uploaded_black_box_model_is_distilled_and_attacked_through_its_stude
     assert accuracy.test_accuracy > 0.8
 
     teacher = UploadedTeacher(model, low, span, white_box=False)
-    distilled = distil(_shipped(DistilRequest(teacher, X_train, X_train[:20], fit=FitSettings(epochs=2, batch_size=16))),
-                       Recorder())
+    request = DistilRequest(teacher, X_train, X_train[:20], fit=FitSettings(epochs=2, batch_size=16))
+    distilled = distil(_shipped(request), Recorder())
     assert distilled.archive is None and distilled.student is not None  # an uploaded teacher is not archived
     out = attack(_shipped(AttackRequest(X_test, y_test, method="fgsm", epsilon_relative=0.3, teacher=teacher,
                                         student=distilled.student)), Recorder())

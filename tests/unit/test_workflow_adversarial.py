@@ -68,7 +68,8 @@ def test_attack_positions_are_all_rows_or_a_sorted_sample():
 
 def test_the_classifier_view_comes_from_either_jobs_answer():
     data = wf.prepare(_table(), ["a", "b"], "label", None, 0.25, 1000, 0)
-    trained = wf.view_classifier(ClassifierAnswer(Network({}, {}), TrainingHistory(), 0.9, 0.8, {}), (data, "mlp-small"))
+    answer = ClassifierAnswer(Network({}, {}), TrainingHistory(), 0.9, 0.8, {})
+    trained = wf.view_classifier(answer, (data, "mlp-small"))
     assert trained.network == "MLP 128-64" and trained.test_accuracy == 0.8 and trained.own is None
     model = OwnModel("m.onnx", b"", "onnx", predictor=None)
     uploaded = wf.view_classifier(UploadedAccuracyAnswer(0.7, None), (data, model, None))
