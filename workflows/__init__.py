@@ -1,1 +1,1 @@
-"""Plain-Python workflow logic behind the pages: preparation, run and view objects, sentences (no streamlit)."""
+"""Each workflow's plain-Python logic (preparation, run and view objects, thresholds, exports, sentences): no streamlit."""
