@@ -1,7 +1,8 @@
 """The explanation pages' jobs: CEM's pertinent negatives and positives, the anchors forest and its anchors.
 
 Each job is ``fn(request, progress) -> answer`` (see :mod:`jobs`). A request carries everything the job needs
-(the classifier as a network spec and weights, or as the uploaded model's file bytes; the data; the settings),
+(the classifier as a :class:`jobs.models.Network` spec and weights, or as the uploaded model's file bytes in a
+:class:`jobs.models.ModelFile`; the data; the settings),
 so the job runs the same in a thread of the server or in another process.
 
 Reuse within one process
@@ -18,7 +19,8 @@ request (:class:`ForestRequest`, a seeded recipe) wherever a job needs it and do
 
 Examples
 --------
->>> answer = explain_cem(CEMRequest(classifier, X_train, x, (lo, hi), ["PN"], CEMSettings()), progress)  # doctest: +SKIP
+>>> request = CEMRequest(classifier, X_train, x, (lo, hi), ["PN"], CEMSettings())  # doctest: +SKIP
+>>> answer = explain_cem(request, progress)  # doctest: +SKIP
 >>> answer.explanations["PN"].PN  # doctest: +SKIP
 """
 
@@ -34,6 +36,7 @@ from typing import Any, Callable
 import numpy as np
 
 from jobs.base import Progress
+from jobs.models import PREDICT_BATCH_ROWS, ModelFile, Network, predict_in_batches, teacher_network
 
 CEM_SETTINGS = ("kappa", "beta", "gamma", "c_init", "c_steps", "max_iterations", "learning_rate_init")
 _CACHE_SIZE = 8
@@ -97,36 +100,14 @@ def _digest(*parts: Any) -> str:
 # ------------------------------------------------------------------------------------------------ models
 
 
-@dataclass
-class ModelFile:
-    """An uploaded model as its file bytes, reloaded where the job runs (:func:`engine.predictors.load_predictor`)."""
-
-    data: bytes
-    kind: str
-    trusted: bool = False
-    max_mb: float | None = None
-
-    def digest(self) -> str:
-        return _digest(self.data, self.kind)
+def network_digest(network: Network) -> str:
+    """SHA-256 of a network's spec and weights."""
+    return _digest(network.spec, *(network.weights[k] for k in sorted(network.weights)))
 
 
-@dataclass
-class Network:
-    """A Keras network trained here, as its :mod:`engine.nets` spec and ``net/i`` weights."""
-
-    spec: dict
-    weights: dict[str, np.ndarray]
-
-    def digest(self) -> str:
-        return _digest(self.spec, *(self.weights[k] for k in sorted(self.weights)))
-
-    def build(self):
-        from engine.nets import build_sequential
-        from engine.saving import set_model_weights
-
-        model = build_sequential(self.spec)
-        set_model_weights("net", model, self.weights)
-        return model
+def file_digest(model: ModelFile) -> str:
+    """SHA-256 of an uploaded model's bytes and kind."""
+    return _digest(model.data, model.kind)
 
 
 _PREDICTORS = _Cache(_CACHE_SIZE)
@@ -134,10 +115,7 @@ _PREDICTORS = _Cache(_CACHE_SIZE)
 
 def load_model_file(model: ModelFile):
     """The uploaded model's predictor (loaded once per process and file)."""
-    from engine.predictors import load_predictor
-
-    return _PREDICTORS.get_or_make(model.digest(), lambda: load_predictor(
-        bytes(model.data), kind=model.kind, max_mb=model.max_mb, trusted=model.trusted))[0]
+    return _PREDICTORS.get_or_make(file_digest(model), model.load)[0]
 
 
 @dataclass
@@ -146,7 +124,7 @@ class PredictRequest:
 
     model: ModelFile
     X: np.ndarray
-    batch_rows: int = 4096
+    batch_rows: int = PREDICT_BATCH_ROWS
 
 
 @dataclass
@@ -157,14 +135,7 @@ class PredictAnswer:
 def predict(request: PredictRequest, progress: Progress) -> PredictAnswer:
     """Class probabilities of the rows under an uploaded model, in bounded batches."""
     progress.set_stage("predicting the test rows with your model", 0.0)
-    predictor = load_model_file(request.model)
-    X = np.asarray(request.X, dtype=np.float32)
-    parts = []
-    for start in range(0, len(X), request.batch_rows):
-        progress.cancel.raise_if_cancelled()
-        parts.append(np.asarray(predictor(X[start:start + request.batch_rows]), dtype=np.float64))
-        progress.set_stage("predicting the test rows with your model", min((start + request.batch_rows) / len(X), 1.0))
-    proba = np.concatenate(parts) if parts else np.zeros((0, int(predictor.n_classes)))
+    proba = predict_in_batches(load_model_file(request.model), request.X, request.batch_rows)
     progress.set_stage("your model is ready", 1.0)
     return PredictAnswer(proba)
 
@@ -188,22 +159,17 @@ class CEMClassifier:
 
     def digest(self) -> str:
         if self.network is not None:
-            return self.network.digest()
-        return _digest(self.own.digest(), np.asarray(self.offset), np.asarray(self.scale))
+            return network_digest(self.network)
+        return _digest(file_digest(self.own), np.asarray(self.offset), np.asarray(self.scale))
 
     def build(self):
         """A Keras model (white box) or a function of numpy rows (black box)."""
         if self.network is not None:
             return self.network.build()
         predictor = load_model_file(self.own)
-        offset, scale = np.asarray(self.offset, np.float64), np.asarray(self.scale, np.float64)
         if getattr(predictor, "white_box", False):
-            import keras
-
-            to_table = keras.layers.Rescaling(scale.astype(np.float32), offset.astype(np.float32),
-                                              name="to_table_units")
-            return keras.Sequential([keras.Input((int(predictor.n_features),)), to_table, predictor.keras_model],
-                                    name="own_model")
+            return teacher_network(predictor, self.offset, self.scale)
+        offset, scale = np.asarray(self.offset, np.float64), np.asarray(self.scale, np.float64)
         return lambda X: predictor(np.asarray(X, dtype=np.float64) * scale + offset)
 
 
@@ -253,7 +219,7 @@ _CEMS = _Cache(_CACHE_SIZE)
 def _cem_key(request: CEMRequest, mode: str, use_ae: bool) -> str:
     no_info = request.settings.no_info
     return _digest("cem", request.classifier.digest(), mode, no_info,
-                   request.autoencoder.digest() if use_ae else None,
+                   network_digest(request.autoencoder) if use_ae else None,
                    tuple(np.shape(request.x)[1:]), *(np.asarray(v, np.float64) for v in request.feature_range),
                    None if no_info == "background" else np.asarray(request.X_train))
 
@@ -404,7 +370,7 @@ class AnchorModel:
     own: ModelFile | None = None
 
     def digest(self) -> str:
-        return self.forest.digest() if self.forest is not None else self.own.digest()
+        return self.forest.digest() if self.forest is not None else file_digest(self.own)
 
     def predictor(self, progress: Progress | None = None) -> Callable[[np.ndarray], np.ndarray]:
         if self.forest is not None:

@@ -7,6 +7,7 @@ import streamlit as st
 
 import jobs.explain as explain_jobs
 import workflows.anchors as flow
+from jobs.models import ModelFile
 from engine.tabular import find_split_column
 from ui import downloads, own_model, training
 from ui import data as ui_data
@@ -33,8 +34,8 @@ def model_view(answer, context) -> flow.ModelView:
 def start_model(data, own, n_trees: int, max_depth: int, seed: int, table_name: str) -> None:
     """Grow the forest, or score the test split with the uploaded model (both in a job)."""
     if own is not None:
-        model = explain_jobs.AnchorModel(own=explain_jobs.ModelFile(own.data, own.kind, SETTINGS.trusted_mode,
-                                                                    SETTINGS.max_model_mb))
+        file = ModelFile(own.data, own.kind, SETTINGS.trusted_mode, SETTINGS.max_model_mb)
+        model = explain_jobs.AnchorModel(own=file)
         training.start_job(MODEL_JOB, f"Use {own.file_name} on {table_name}", explain_jobs.predict,
                            explain_jobs.PredictRequest(model.own, data.X_test), context=(data, model, own, table_name))
         return

@@ -13,6 +13,7 @@ from engine.tabular import find_split_column
 from ui import charts, downloads, images, own_model, training
 from ui import data as ui_data
 from ui import explain as ui_explain
+from jobs.models import FitSettings, ModelFile, train_autoencoder_job, train_classifier_job
 from ui.settings import SETTINGS
 from workflows.explain_data import row_label
 
@@ -33,30 +34,23 @@ def model_view(answer, context) -> flow.ModelView:
                          own_model.accuracy(answer.proba, data.y_test))
 
 
-def model_file(own: own_model.OwnModel) -> explain_jobs.ModelFile:
-    return explain_jobs.ModelFile(own.data, own.kind, SETTINGS.trusted_mode, SETTINGS.max_model_mb)
+def model_file(own: own_model.OwnModel) -> ModelFile:
+    return ModelFile(own.data, own.kind, SETTINGS.trusted_mode, SETTINGS.max_model_mb)
+
+
+def fit_settings(controls: training.TrainingControls, epochs: int | None = None) -> FitSettings:
+    return FitSettings(epochs or controls.epochs, controls.batch_size, controls.learning_rate, controls.seed)
 
 
 def start_model(data, network: str | None, controls, own, class_map) -> bool:
-    """Train the classifier here (the ``classifier.train`` task) or score the test rows with the uploaded model."""
+    """Train the classifier here, or score the test rows with the uploaded model; True when the job started."""
     if own is not None:
         request = explain_jobs.PredictRequest(model_file(own), data.to_table_units(data.X_test))
         return training.start_job(MODEL_JOB, f"Use {own.file_name} on {data.table_name}", explain_jobs.predict,
                                   request, context=(data, own, class_map, None)) is not None
-    name, params, arrays = flow.classifier_task(data, network, controls.params())
-    job = training.start_task(MODEL_JOB, f"Train classifier on {data.table_name}", "classifier.train", params,
-                              arrays, lambda values, out: (values, out))
-    if job is not None:
-        job.context = (data, None, None, name)
-    return job is not None
-
-
-def start_autoencoder(data, epochs: int, controls) -> None:
-    params, arrays = flow.autoencoder_task(data, epochs, controls.params())
-    job = training.start_task(AE_JOB, f"Train autoencoder on {data.table_name}", "autoencoder.train", params,
-                              arrays, lambda values, out: (values, out))
-    if job is not None:
-        job.context = data
+    name, request = flow.classifier_request(data, network, fit_settings(controls))
+    return training.start_job(MODEL_JOB, f"Train classifier on {data.table_name}", train_classifier_job, request,
+                              context=(data, None, None, name)) is not None
 
 
 @st.fragment
@@ -185,7 +179,9 @@ if ready is not None:
     for key in (EXPLAIN_JOB, AE_JOB, WARM_JOB):  # they belong to the data they were made for
         training.forget(key)
     if start_model(ready[0], network, controls, own, ready[1]) and with_ae:
-        start_autoencoder(ready[0], int(ae_epochs), controls)
+        training.start_job(AE_JOB, f"Train autoencoder on {ready[0].table_name}", train_autoencoder_job,
+                           flow.autoencoder_request(ready[0], fit_settings(controls, int(ae_epochs))),
+                           context=ready[0])
 
 training.panel(MODEL_JOB)
 training.panel(AE_JOB)

@@ -7,29 +7,22 @@ travels as its file's bytes and is loaded again by the job (see :mod:`jobs.model
 (the engine's progress callback), ``set_stage`` and ``cancel``, in a worker as in a thread, so a task
 runs the same either way. This module does not import streamlit.
 
-Which jobs are tasks: the Keras trainings not yet moved to :mod:`jobs` (AEGMM, Seq2Seq, CEM's classifier and
-autoencoder) and scoring with a saved detector (trusted mode); the adversarial jobs are in :mod:`jobs`.
-The other jobs run in the server's job threads: the CEM and anchor *explanations* reuse what earlier
-explanations of the same model compiled or indexed (CEM's optimisation loop, the anchor sampler),
-which lives in the session, and the anchors page's random forest (scikit-learn) has no archive
-format that is not pickle.
+Which jobs are tasks: the Keras trainings not yet moved to :mod:`jobs` (AEGMM, Seq2Seq) and scoring with a
+saved detector (trusted mode); the adversarial, CEM and anchors jobs are typed jobs in :mod:`jobs`
+(:mod:`jobs.models`, :mod:`jobs.adversarial`, :mod:`jobs.explain`).
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any, Callable
 
 import keras
 import numpy as np
 
-from engine.autoencoders import build_autoencoder, train_autoencoder
-from engine.classifiers import build_classifier, predict_proba, train_classifier
-from engine.nets import build_sequential, describe_sequential
 from engine.od import OutlierAEGMM, OutlierSeq2Seq
-from engine.saving import detector_to_bytes, load_detector, model_weights, set_model_weights
-from jobs.models import teacher_network  # noqa: F401  (the CEM page's; moved with the adversarial jobs)
+from engine.saving import detector_to_bytes, load_detector
 
 Task = Callable[[Any, dict, dict], tuple[dict, dict]]
 TASKS: dict[str, Task] = {}
@@ -85,43 +78,6 @@ class ArchivedDetector:
             for name, value in attributes.items():
                 setattr(detector, name, value)
             return detector_to_bytes(detector)
-
-
-@dataclass
-class TrainedNetwork:
-    """A Keras network that came back from a worker: its :mod:`engine.nets` spec and weights; built on demand.
-
-    Sent on to a later task with :meth:`arrays` (the next worker rebuilds it), or built in this
-    process with :meth:`build` where the server itself needs the model.
-    """
-
-    spec: dict
-    weights: dict[str, np.ndarray]
-    _model: Any = field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def of(cls, model: keras.Model, prefix: str = "net") -> TrainedNetwork:
-        return cls(describe_sequential(model), model_weights(prefix, model))
-
-    @classmethod
-    def from_answer(cls, spec: dict, arrays: dict, prefix: str = "net") -> TrainedNetwork:
-        return cls(spec, {k: v for k, v in arrays.items() if k.startswith(prefix + "/")})
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return dict(self.weights)
-
-    def build(self) -> keras.Model:
-        """The network with its trained weights (built once)."""
-        if self._model is None:
-            self._model = network_from(self.spec, self.weights)
-        return self._model
-
-
-def network_from(spec: dict, arrays: dict, prefix: str = "net") -> keras.Model:
-    """Rebuild a network sent as a spec and ``prefix/i`` weight arrays."""
-    model = build_sequential(spec)
-    set_model_weights(prefix, model, arrays)
-    return model
 
 
 def _fit_options(job, params: dict) -> dict:
@@ -208,46 +164,3 @@ def seq2seq_score(job, params: dict, arrays: dict) -> tuple[dict, dict]:
     answer = _seq2seq_answer(job, detector, arrays["X"], int(params["n_train"]), float(params["percentile"]))
     job.set_stage(f"{len(arrays['X']):,} steps scored with the saved detector", 1.0)
     return {}, answer
-
-
-@task("classifier.train")
-def classifier_train(job, params: dict, arrays: dict) -> tuple[dict, dict]:
-    """Build a classifier (:func:`engine.classifiers.build_classifier` arguments in ``params['network']``) and train it.
-
-    ``X_val`` / ``y_val`` are the held-out (test) rows: their accuracy is reported, and with
-    ``return_val_proba`` their class probabilities are returned. The trained network comes back as its spec
-    and weights.
-    """
-    network = dict(params["network"])
-    image_shape = params.get("image_shape")
-    model = build_classifier(int(params["n_features"]), int(params["n_classes"]), network.pop("kind", "mlp"),
-                             image_shape=None if image_shape is None else tuple(image_shape),
-                             seed=int(params["seed"]), **network)
-
-    def report(event) -> None:
-        job.report(event)
-        if params.get("show_accuracy") and "accuracy" in event.metrics:
-            job.set_stage(f"epoch {event.epoch}/{event.epochs} · loss {event.loss:.4g} · training accuracy "
-                          f"{event.metrics['accuracy']:.3f}")
-
-    options = {**_fit_options(job, params), "progress": report}
-    history, metrics = train_classifier(model, arrays["X"], arrays["y"], validation=(arrays["X_val"], arrays["y_val"]),
-                                        **options)
-    out = model_weights("net", model)
-    if params.get("return_val_proba"):
-        job.set_stage("predicting the held-out rows", 1.0)
-        out["val_proba"] = predict_proba(model, arrays["X_val"])
-    return {"spec": describe_sequential(model),
-            "history": _stage_after_training(job, history, f"test accuracy {metrics['val_accuracy']:.3f}"),
-            "metrics": {k: float(v) for k, v in metrics.items()}}, out
-
-
-@task("autoencoder.train")
-def autoencoder_train(job, params: dict, arrays: dict) -> tuple[dict, dict]:
-    """Build and train a dense autoencoder on ``X`` (reporting the reconstruction MSE on ``X_val``)."""
-    model = build_autoencoder(int(params["n_features"]), output_activation=params["output_activation"],
-                              seed=int(params["seed"]))
-    history, metrics = train_autoencoder(model, arrays["X"], validation=arrays["X_val"], **_fit_options(job, params))
-    outcome = f"test reconstruction MSE {metrics['val_mse']:.4g}"
-    return ({"spec": describe_sequential(model), "history": _stage_after_training(job, history, outcome),
-             "metrics": {k: float(v) for k, v in metrics.items()}}, model_weights("net", model))

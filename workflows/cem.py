@@ -15,8 +15,9 @@ from engine.errors import DataError
 from engine.explanation import Explanation
 from engine.preprocessing import Standardizer
 from engine.tabular import classification_data
-from engine.training import TrainingHistory
-from jobs.explain import CEMClassifier, CEMRequest, CEMSettings, ModelFile, Network
+from jobs.explain import CEMClassifier, CEMRequest, CEMSettings
+from jobs.models import (AutoencoderAnswer, AutoencoderRequest, ClassifierAnswer, ClassifierRequest, FitSettings,
+                         ModelFile, Network)
 from workflows.explain_data import Prepared, check_feature_count, row_label
 
 MAX_FEATURES = 1_000
@@ -127,7 +128,7 @@ class ModelView:
     own_kind: str | None = None  # the uploaded model's kind ('onnx', 'keras', 'sklearn'); None: trained here
     white_box: bool = True  # whether CEM gets exact gradients (a Keras model) rather than numerical ones
     class_map: object = None  # ui.own_model.ClassMap of an uploaded model
-    history: object = None  # engine.training.TrainingHistory of a network trained here
+    history: object = None  # engine.training.TrainingHistory of a network trained here (unused by the page yet)
 
 
 @dataclass
@@ -151,27 +152,22 @@ class CEMView:
         return self.model.data.position(self.table_row)
 
 
-def classifier_task(data: Prepared, network: str | None, training: dict) -> tuple[str, dict, dict]:
-    """The classifier's description and the ``classifier.train`` task's parameters and arrays."""
+def classifier_request(data: Prepared, network: str | None, fit: FitSettings) -> tuple[str, ClassifierRequest]:
+    """The classifier's description and its training job's request (test rows as the held-out rows)."""
     name, spec = IMAGE_NETWORK if data.is_image else TABULAR_NETWORKS[network]
-    params = {**training, "network": {"kind": "mlp", **spec}, "n_features": len(data.feature_names),
-              "n_classes": len(data.class_names), "image_shape": data.image_shape, "return_val_proba": True}
-    return name, params, {"X": data.X_train, "y": data.y_train, "X_val": data.X_test, "y_val": data.y_test}
+    return name, ClassifierRequest(data.X_train, data.y_train, data.X_test, data.y_test, len(data.class_names),
+                                   {"kind": "mlp", **spec}, data.image_shape, fit, return_val_proba=True,
+                                   show_accuracy=False)
 
 
-def autoencoder_task(data: Prepared, epochs: int, training: dict) -> tuple[dict, dict]:
-    """The ``autoencoder.train`` task's parameters and arrays."""
-    params = {**training, "epochs": epochs, "n_features": len(data.feature_names),
-              "output_activation": "sigmoid" if data.is_image else "linear"}
-    return params, {"X": data.X_train, "X_val": data.X_test}
+def autoencoder_request(data: Prepared, fit: FitSettings) -> AutoencoderRequest:
+    return AutoencoderRequest(data.X_train, data.X_test, "sigmoid" if data.is_image else "linear", fit)
 
 
-def trained_view(answer: tuple[dict, dict], data: Prepared, name: str) -> ModelView:
-    """The view of a ``classifier.train`` answer (its values and arrays)."""
-    values, arrays = answer
-    network = Network(values["spec"], {k: v for k, v in arrays.items() if k.startswith("net/")})
-    return ModelView(data, CEMClassifier(network=network), name, arrays["val_proba"],
-                     values["metrics"]["val_accuracy"], history=TrainingHistory(**values["history"]))
+def trained_view(answer: ClassifierAnswer, data: Prepared, name: str) -> ModelView:
+    """The view of a classifier trained here."""
+    return ModelView(data, CEMClassifier(network=answer.network), name, answer.val_proba, answer.val_accuracy,
+                     history=answer.history)
 
 
 def own_view(proba: np.ndarray, data: Prepared, model: ModelFile, description: str, white_box: bool, class_map,
@@ -181,9 +177,8 @@ def own_view(proba: np.ndarray, data: Prepared, model: ModelFile, description: s
     return ModelView(data, classifier, description, proba, accuracy, model.kind, white_box, class_map)
 
 
-def autoencoder_view(answer: tuple[dict, dict], data: Prepared) -> AutoencoderView:
-    values, arrays = answer
-    return AutoencoderView(data, Network(values["spec"], arrays), values["metrics"]["val_mse"])
+def autoencoder_view(answer: AutoencoderAnswer, data: Prepared) -> AutoencoderView:
+    return AutoencoderView(data, answer.network, answer.val_mse)
 
 
 def own_model_caption(feature_names, n_features: int) -> str:
