@@ -45,17 +45,20 @@ def test_explain_cem_from_a_request_of_plain_values_and_reuse_of_the_compiled_se
     pn = answer.explanations["PN"]
     assert bool(pn.found[0]) and int(pn.PN_pred) != int(pn.X_pred)
     assert progress.events and progress.stages[-1] == "PN found"
-    cems = ex.cached_cems()
-    assert len(cems) == 1
+    key = ex._cem_key(request, "PN", use_ae=False)
+    assert key in ex._CEMS.keys()
+    cem = ex._CEMS.get_or_make(key, lambda: None)[0].value
     # The same model and settings: the cached CEM explains again; another model gets its own.
     ex.warm_up_cem(request, Progress())
     ex.explain_cem(request, Progress())
-    assert ex.cached_cems() == cems
+    assert ex._CEMS.get_or_make(key, lambda: None)[0].value is cem
     other = _network()
     other.weights["net/0"] = other.weights["net/0"] * 2
-    ex.explain_cem(ex.CEMRequest(ex.CEMClassifier(network=other), X_train, request.x, request.feature_range, ["PN"],
-                                 request.settings), Progress())
-    assert len(ex.cached_cems()) == 2
+    other_request = ex.CEMRequest(ex.CEMClassifier(network=other), X_train, request.x, request.feature_range, ["PN"],
+                                  request.settings)
+    ex.explain_cem(other_request, Progress())
+    other_key = ex._cem_key(other_request, "PN", use_ae=False)
+    assert other_key != key and ex._CEMS.get_or_make(other_key, lambda: None)[0].value is not cem
 
 
 def test_the_cache_is_bounded():
