@@ -203,10 +203,14 @@ def controls(key: str, *, epochs: int = 10, batch_size: int = 256, learning_rate
 
     cols = st.columns(4)
     n_epochs = cols[0].number_input("Epochs", 1, SETTINGS.max_epochs, min(epochs, SETTINGS.max_epochs), key=f"{key}:epochs",
-                                    help=f"At most {SETTINGS.max_epochs} on this server.")
+                                    help="Passes over the training rows: more fit the data better and take longer. "
+                                         f"At most {SETTINGS.max_epochs} on this server.")
     batch = cols[1].select_slider("Batch size", [32, 64, 128, 256, 512, 1024, 2048], value=batch_size,
-                                  key=f"{key}:batch")
+                                  key=f"{key}:batch", help="Rows per training step. Smaller batches take more, noisier "
+                                                           "steps per epoch; larger ones make an epoch faster.")
     rate = cols[2].select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], value=learning_rate,
-                                 key=f"{key}:lr", format_func=lambda v: f"{v:g}")
+                                 key=f"{key}:lr", format_func=lambda v: f"{v:g}",
+                                 help="How far each training step moves the model. Too high and the loss jumps or "
+                                      "diverges; too low and it falls slowly. 0.001 is a safe start.")
     seed = cols[3].number_input("Seed", 0, 2**31 - 1, 0, key=f"{key}:seed", help="Same seed, same model.")
     return TrainingControls(int(n_epochs), int(batch), float(rate), int(seed))

@@ -1,1 +1,1 @@
-"""Each workflow's plain-Python logic (preparation, run/view objects, threshold maths, exports); no streamlit."""
+"""Each workflow's plain-Python logic (preparation, run and view objects, thresholds, exports, sentences): no streamlit."""

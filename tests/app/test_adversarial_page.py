@@ -1,11 +1,16 @@
-"""The adversarial-detection page: classifier, distilled detector and attack as three jobs, then the detection results."""
+"""The adversarial-detection page: classifier, distilled detector and attack as three jobs, then the detection results,
+the example row that illustrates the method, and the export that joins back to the table."""
 
+import io
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from engine.saving import load_detector
 from tests.app.helpers import metric_value, no_exceptions, page, run_until_job_done
+from workflows import adversarial as wf
 
 pytestmark = pytest.mark.app
 
@@ -34,6 +39,27 @@ def _table(at, first_column):
     raise AssertionError(f"no dataframe starting with column {first_column!r}")
 
 
+@pytest.fixture
+def served(monkeypatch):
+    """What each download button would serve, by label (AppTest has no media server: its data is recorded)."""
+    import streamlit as st
+
+    made = {}
+    original = st.download_button
+
+    def download_button(label, data, *args, **kwargs):
+        made[label] = data
+        return original(label, data, *args, **kwargs)
+
+    monkeypatch.setattr(st, "download_button", download_button)
+    return made
+
+
+def _download(served, label) -> bytes:
+    data = served[label]
+    return data() if callable(data) else data
+
+
 def _train_classifier(at, epochs=3):
     at.number_input(key="adv:clf:epochs").set_value(epochs)
     at.button(key="adv:train").click().run()
@@ -54,7 +80,7 @@ def _attack(at, method="pgd", steps=2, rows=200):
     return _done(at, "adv-attack")
 
 
-def test_digits_train_distil_attack_then_threshold_roc_and_one_row():
+def test_digits_train_distil_attack_then_threshold_roc_and_one_row(served):
     at = page("adversarial")
     at.run()
     no_exceptions(at)
@@ -73,15 +99,18 @@ def test_digits_train_distil_attack_then_threshold_roc_and_one_row():
     assert all(0 <= e["accuracy"] <= 1 for e in classifier_job.events)  # live accuracy beside the loss
 
     distil_job = _distil(at)
-    detector = distil_job.result.model.load()
+    det_run = distil_job.view
+    detector = load_detector(det_run.archive)
     assert detector.temperature == 2.0 and detector.loss_type == "kld"  # the page's benchmarked defaults
     assert len(detector.history_.loss) == 2
     assert at.slider(key="adv:temperature").value == 2.0
-    assert metric_value(at, "Agreement on held-out clean rows") == f"{distil_job.result.agreement:.1%}"
+    assert metric_value(at, "Agreement on held-out clean rows") == f"{det_run.agreement:.1%}"
     assert metric_value(at, "Distillation epochs") == "2"
 
-    attack_run = _attack(at).result
-    result = attack_run.result
+    attack_job = _attack(at)
+    attack_run = attack_job.view
+    result = attack_job.result.result  # the job's typed answer carries the engine's AttackResult as is
+    assert attack_run.result is result
     assert len(attack_run.positions) == 200 and result.params["steps"] == 2
     assert float(np.max(result.linf)) <= 0.15 + 1e-5  # the default ε: 15 % of the [0, 1] data range
     assert float(metric_value(at, "Classifier accuracy, attacked")) < float(
@@ -95,7 +124,7 @@ def test_digits_train_distil_attack_then_threshold_roc_and_one_row():
     assert [trace["name"] for trace in hist["data"]] == ["clean inputs", "adversarial inputs"]
 
     # The threshold slider re-thresholds cached scores: a lower percentile raises both rates.
-    calibration = distil_job.result.calibration_scores
+    calibration = det_run.calibration_scores
     before = float(metric_value(at, "False-alarm rate").rstrip("%"))
     at.slider(key="adv:percentile").set_value(50.0).run()
     no_exceptions(at)
@@ -104,13 +133,12 @@ def test_digits_train_distil_attack_then_threshold_roc_and_one_row():
     assert metric_value(at, "False-alarm rate") == f"{expected:.1%}"
     assert float(metric_value(at, "False-alarm rate").rstrip("%")) > before
     assert metric_value(at, "Detection rate") == f"{np.mean(attack_run.scores_adv > threshold):.1%}"
-    assert distil_job.result.threshold == pytest.approx(threshold)  # the archive download carries it
-    # The ROC marks the operating point at the threshold.
+    # The ROC marks the operating point at the threshold; the archive download carries the threshold.
     point = _chart(at, "adv:roc")["data"][-1]
     assert point["x"][0] == pytest.approx(expected)
+    assert load_detector(_download(served, "Detector archive")).threshold == pytest.approx(threshold)
 
     # The per-instance view: the filter decides which rows are offered; images and both models' predictions.
-    assert at.radio(key="adv:filter").value == "harmful"
     at.radio(key="adv:filter").set_value("caught").run()
     no_exceptions(at)
     flagged = np.flatnonzero(attack_run.scores_adv > threshold)
@@ -123,12 +151,12 @@ def test_digits_train_distil_attack_then_threshold_roc_and_one_row():
     table = _table(at, "input")
     assert table["input"].tolist() == ["original", "adversarial"]
     assert table["flagged"].tolist()[1] == "yes"
-    names = attack_run.detector_run.classifier_run.data.class_names
+    names = attack_run.data.class_names
     assert table.iloc[1, 1].startswith(names[result.pred_adv[row]])
     assert [b.proto.label for b in at.get("download_button")] == ["Scores CSV", "Detector archive"]
 
     # Re-running the attack keeps the classifier and the detector.
-    second = _attack(at, method="fgsm", rows=100).result
+    second = _attack(at, method="fgsm", rows=100).view
     assert at.session_state["job::adv-classifier"] is classifier_job
     assert at.session_state["job::adv-distil"] is distil_job
     assert second.result.params["method"] == "fgsm" and len(second.positions) == 100
@@ -149,6 +177,103 @@ def test_digits_train_distil_attack_then_threshold_roc_and_one_row():
     assert "adv:attack" not in {b.key for b in at.button}
 
 
+def _digits_attacked(at, epochs=3):
+    """Digits through the three steps with a strong enough attack that most predictions change."""
+    at.run()
+    _train_classifier(at, epochs=epochs)
+    _distil(at, epochs=3)
+    at.slider(key="adv:epsilon").set_value(0.3)
+    return _attack(at, steps=5, rows=150)
+
+
+def test_the_first_example_shows_a_right_prediction_fooled_and_caught_with_a_sentence_true_for_it():
+    at = page("adversarial")
+    attack_job = _digits_attacked(at)
+    run, result = attack_job.view, attack_job.view.result
+    no_exceptions(at)
+    det = wf.detection(run, wf.threshold(run.detector_run.calibration_scores, 95.0))
+    # The first group offered and chosen: rows the classifier gets right, that the attack fools, that are flagged.
+    assert at.radio(key="adv:filter").value == "example"
+    i = int(at.selectbox(key="adv:instance").value)
+    assert result.pred_clean[i] == result.y[i], "the clean classifier gets the first example right"
+    assert result.pred_adv[i] != result.pred_clean[i], "the attack flips its prediction"
+    assert det.flag_adv[i], "the detector flags the attacked input"
+    # One numbering: the picker, the sentence and the export name the row by its position in the table.
+    row = int(run.data.test_rows[run.positions[i]])
+    assert at.selectbox(key="adv:instance").format_func(i).startswith(f"row {row} ·")
+    sentence = next(m.value for m in at.markdown if m.value.startswith(f"Row {row},"))
+    names = run.data.class_names
+    assert f"true class {names[result.y[i]]}" in sentence and "(right)" in sentence
+    assert f"attacked input as {names[result.pred_adv[i]]}: the attack changed its prediction" in sentence
+    assert "so the attacked input is flagged." in sentence
+    # The sentence says what the table shows about the two models on the attacked input.
+    table = _table(at, "input")
+    classifier_adv, distilled_adv = table.iloc[1, 1].split(" (")[0], table.iloc[1, 2].split(" (")[0]
+    assert classifier_adv == names[result.pred_adv[i]]
+    if distilled_adv != classifier_adv:
+        assert (f"the distilled model predicts {distilled_adv}, not {classifier_adv}: the two models disagree"
+                in sentence)
+    else:
+        assert f"the distilled model also predicts {classifier_adv}" in sentence and "disagree" not in sentence
+    # The rows where the distilled model predicts another class come first: they show the disagreement plainly.
+    visible = run.student_adv.argmax(axis=1) != result.pred_adv
+    example = wf.example_groups(run, det)["example"][1]
+    if visible[example].any():
+        assert visible[i]
+
+
+def test_the_scores_csv_has_one_line_per_table_row_in_order_with_the_original_columns(served):
+    at = page("adversarial")
+    at.run()
+    at.selectbox(key="adv:dataset").set_value("bundled:breast_cancer").run()
+    _train_classifier(at, epochs=2)
+    _distil(at, epochs=1)
+    run = _attack(at, method="fgsm", rows=50).view
+    export = pd.read_csv(io.BytesIO(_download(served, "Scores CSV")))
+    table = run.data.frame
+    assert len(export) == len(table) == 569
+    assert export["row"].tolist() == list(range(569))
+    assert list(export.columns[1:1 + len(table.columns)]) == list(table.columns)
+    assert np.allclose(export[table.columns[0]], table[table.columns[0]])  # the original values, in order
+    scored = export[export["status"] == "scored"]
+    assert scored["row"].tolist() == sorted(run.data.test_rows[run.positions].tolist())
+    assert len(scored) == 50
+    assert {"clean_prediction", "adversarial_prediction", "adversarial_score", "adversarial_flagged",
+            "clean_score", "clean_flagged"} <= set(export.columns)
+    # The predictions and scores are the run's, on the row the page names.
+    first = int(np.argmin(run.positions))
+    line = scored.iloc[0]
+    names = run.data.class_names
+    assert line["row"] == run.data.test_rows[run.positions[first]]
+    assert line["clean_prediction"] == names[run.result.pred_clean[first]]
+    assert line["adversarial_prediction"] == names[run.result.pred_adv[first]]
+    assert line["adversarial_score"] == pytest.approx(run.scores_adv[first], rel=1e-6)
+    threshold = float(line["threshold"])
+    assert bool(line["adversarial_flagged"]) == bool(run.scores_adv[first] > threshold)
+    # The other rows say why they were not attacked.
+    skipped = export[export["status"] == "skipped"]
+    assert set(skipped["reason"]) <= {"training row: both models learned from it",
+                                      "held-out clean row: sets the threshold", "test row not in the attacked sample"}
+    assert (skipped["reason"] == "held-out clean row: sets the threshold").sum() == len(run.data.calibration_rows)
+
+
+def test_every_method_parameter_has_plain_words_help():
+    at = page("adversarial")
+    at.run()
+    _train_classifier(at, epochs=1)
+    for widget in (at.selectbox(key="adv:network"), at.number_input(key="adv:clf:epochs"),
+                   at.select_slider(key="adv:clf:batch"), at.select_slider(key="adv:clf:lr")):
+        assert len(widget.proto.help.split()) >= 8, widget.key
+    _distil(at, epochs=1)
+    assert "softened" in at.slider(key="adv:temperature").proto.help
+    assert "disagreement" in at.radio(key="adv:loss").proto.help
+    assert "one step" in at.radio(key="adv:method").proto.help
+    assert "L∞" in at.radio(key="adv:norm").proto.help and "L2" in at.radio(key="adv:norm").proto.help
+    assert "share of each feature's range" in at.slider(key="adv:epsilon").proto.help
+    assert "small steps" in at.number_input(key="adv:steps").proto.help
+    assert at.number_input(key="adv:rows").proto.help and at.number_input(key="adv:attack_seed").proto.help
+
+
 def test_breast_cancer_table_shows_per_feature_changes():
     at = page("adversarial")
     at.run()
@@ -161,7 +286,7 @@ def test_breast_cancer_table_shows_per_feature_changes():
     assert metric_value(at, "Test rows") == "142"  # a stratified 25 % of 569
     _distil(at)
     at.radio(key="adv:norm").set_value("2")
-    run = _attack(at, method="fgsm").result
+    run = _attack(at, method="fgsm").view
     assert len(run.positions) == 142  # fewer test rows than asked: all of them
     assert float(np.max(run.result.l2)) <= 0.15 * np.sqrt(30) + 1e-4  # ε is the RMS change per feature for L2
     at.radio(key="adv:filter").set_value("all").run()

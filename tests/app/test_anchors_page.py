@@ -32,13 +32,15 @@ def test_train_on_adult_then_explain_one_row_shows_rules_precision_coverage_and_
     assert 0.75 < float(metric_value(at, "Test accuracy")) <= 1.0
     assert metric_value(at, "Training rows") == "3,000"
     assert metric_value(at, "Test rows") == "16,281"  # Adult's own test split
-    run = at.session_state["job::anchors-model"].result
+    run = at.session_state["job::anchors-model"].view
     assert len(run.data.feature_names) == 14 and len(run.data.categorical_names) == 8
 
-    # Picking another test row shows that row's values and prediction.
-    at.number_input(key="anchors:row").set_value(15).run()
+    # Rows are picked by their table row number only: Adult's test rows follow its 32,561 training rows.
+    picker = at.selectbox(key="anchors:row")
+    assert picker.value == 32561 and picker.options[:2] == ["Row 32,561", "Row 32,562"]
+    picker.set_value(32576).run()
     no_exceptions(at)
-    assert any("Table row 32576" in c.value for c in at.caption)  # Adult's test rows follow its 32,561 training rows
+    assert not any("test row" in c.value.lower() for c in at.caption)
     predicted = metric_value(at, "Model predicts")
     assert predicted in ("<=50K", ">50K")
     instance = next(d.value for d in at.dataframe if list(d.value.columns) == ["feature", "value"])
@@ -51,9 +53,10 @@ def test_train_on_adult_then_explain_one_row_shows_rules_precision_coverage_and_
     no_exceptions(at)
     job = at.session_state["job::anchors-explain"]
     assert job.state == "done", job.error
-    anchor_run = job.result
+    anchor_run = job.view
     exp = anchor_run.explanation
-    assert anchor_run.position == 15
+    assert anchor_run.table_row == 32576 and job.label == "Explain row 32,576"
+    assert [h.value for h in at.subheader][-1] == "Anchor for row 32,576"
     assert len(exp.raw["step_names"]) >= 2, "this row needs several rules at threshold 0.95"
 
     # The rules as chips, the verdict, and the metrics.
@@ -83,6 +86,7 @@ def test_train_on_adult_then_explain_one_row_shows_rules_precision_coverage_and_
     assert at.get("download_button")[0].proto.label == "Explanation JSON"
     again = Explanation.from_json(exp.to_json())
     assert again.anchor == exp.anchor and json.loads(exp.to_json())["meta"]["name"] == "AnchorTabular"
+    assert json.loads(exp.to_json())["meta"]["lantern"]["row"] == 32576  # the table row it explains
 
     # Retraining forgets the explanation of the previous model.
     at.button(key="anchors:train").click()
@@ -118,7 +122,7 @@ def test_label_among_the_features_is_left_out_with_a_note():
     no_exceptions(at)
     assert any("`sex` is the label" in i.value for i in at.info)
     run_until_job_done(at, "anchors-model")
-    run = at.session_state["job::anchors-model"].result
+    run = at.session_state["job::anchors-model"].view
     assert "sex" not in run.data.feature_names and run.data.class_names == ["Female", "Male"]
 
 
@@ -150,7 +154,7 @@ def test_low_threshold_on_a_majority_prediction_needs_no_rule():
     at.number_input(key="anchors:max_train").set_value(1000)
     at.button(key="anchors:train").click().run()
     run_until_job_done(at, "anchors-model")
-    assert metric_value(at, "Model predicts") == "<=50K"  # test row 0, like three quarters of Adult
+    assert metric_value(at, "Model predicts") == "<=50K"  # the first test row, like three quarters of Adult
     at.slider(key="anchors:threshold").set_value(0.5)
     at.button(key="anchors:explain").click().run()
     run_until_job_done(at, "anchors-explain")
@@ -160,3 +164,14 @@ def test_low_threshold_on_a_majority_prediction_needs_no_rule():
     assert metric_value(at, "Rules") == "0" and metric_value(at, "Coverage") == "1.000"
     assert not at.select_slider and not at.tabs  # no steps, so no chart of steps and no examples
     assert at.get("download_button")
+
+
+def test_search_settings_have_plain_words_help():
+    at = _trained_page()
+    for key in ("anchors:threshold", "anchors:beam", "anchors:coverage_samples", "anchors:max_rules",
+                "anchors:explain_seed", "anchors:row"):
+        widget = at.slider(key=key) if key == "anchors:threshold" else (
+            at.selectbox(key=key) if key == "anchors:row" else at.number_input(key=key))
+        assert widget.help and len(widget.help) > 40, key
+    assert "95 %" in at.slider(key="anchors:threshold").help and "coverage" in at.number_input(
+        key="anchors:coverage_samples").help

@@ -46,7 +46,7 @@ def _explain(at, *, c_steps=2, iterations=100, modes=None):
     no_exceptions(at)
     job = at.session_state["job::cem-explain"]
     assert job.state == "done", job.error
-    return job.result
+    return job.view
 
 
 def _chart(at, key):
@@ -77,12 +77,16 @@ def test_train_on_iris_then_explain_one_row_with_a_pn_and_a_pp():
     assert metric_value(at, "Classes") == "3"
     assert 0.6 < float(metric_value(at, "Test accuracy")) <= 1.0
     assert metric_value(at, "Autoencoder test MSE") == "—"
-    run = at.session_state["job::cem-model"].result
+    run = at.session_state["job::cem-model"].view
 
-    # Another test row: its values (in cm, not standardised) and its prediction follow.
-    at.number_input(key="cem:row").set_value(6).run()
+    # Another test row, picked by its table row number (the only numbering on the page): its values (in cm, not
+    # standardised) and its prediction follow.
+    picker = at.selectbox(key="cem:row")
+    assert picker.options == [f"Row {int(r):,}" for r in run.data.test_rows]
+    row = int(run.data.test_rows[6])
+    picker.set_value(row).run()
     no_exceptions(at)
-    assert any(c.value == f"Table row {int(run.data.test_rows[6])}" for c in at.caption)
+    assert not any("test row" in c.value.lower() for c in at.caption)
     instance = next(d.value for d in at.dataframe if list(d.value.columns) == ["feature", "value"])
     raw = run.data.to_table_units(run.data.X_test[6])
     assert _numbers(instance["value"]) == pytest.approx(raw, abs=1e-3)
@@ -99,7 +103,9 @@ def test_train_on_iris_then_explain_one_row_with_a_pn_and_a_pp():
 
     cem_run = _explain(at)
     pn, pp = cem_run.explanations["PN"], cem_run.explanations["PP"]
-    assert cem_run.position == 6
+    assert cem_run.position == 6 and cem_run.table_row == row
+    assert at.session_state["job::cem-explain"].label == f"Explain row {row:,}"
+    assert [h.value for h in at.subheader][-1] == f"Explanation of row {row:,}"
     assert pn.meta["params"]["c_steps"] == 2 and pn.meta["params"]["max_iterations"] == 100
     original = metric_value(at, "Original predicted as")
     assert original == metric_value(at, "Model predicts")
@@ -140,7 +146,7 @@ def test_train_on_iris_then_explain_one_row_with_a_pn_and_a_pp():
     again = Explanation.from_json(pn.to_json())
     np.testing.assert_allclose(again.PN, pn.PN)
     context = json.loads(pp.to_json())["meta"]["lantern"]
-    assert context["test_row"] == 6 and context["feature_names"][0] == "sepal_length"
+    assert context["row"] == row and "test_row" not in context and context["feature_names"][0] == "sepal_length"
 
 
 def test_an_autoencoder_makes_gamma_available_and_is_used_by_the_search():
@@ -157,7 +163,7 @@ def test_an_autoencoder_makes_gamma_available_and_is_used_by_the_search():
 
 def test_digits_show_the_original_and_explanations_as_images_with_difference_maps():
     at = _trained_page(epochs=2, dataset="bundled:digits", max_train=400)
-    run = at.session_state["job::cem-model"].result
+    run = at.session_state["job::cem-model"].view
     assert run.data.image_shape == (8, 8) and len(run.data.feature_names) == 64
     assert float(run.data.X_train.max()) == 1.0  # pixels scaled to [0, 1]
     assert at.selectbox(key="cem:no_info").value == "background"
@@ -208,13 +214,26 @@ def test_no_explanation_chosen_is_a_message():
 
 
 def test_the_explainers_are_compiled_when_the_classifier_is_ready():
+    import jobs.explain as explain_jobs
+
+    explain_jobs._CEMS.clear()
     at = _trained_page(epochs=5)
-    run = at.session_state["job::cem-model"].result
-    # PN and PP for the default settings (median no-information value, no autoencoder) were built and run once,
-    # so their compiled searches exist before the first explanation is asked for.
-    assert set(run.explainers) == {("PN", "median", None), ("PP", "median", None)}
-    assert all(cem._compiled for cem in run.explainers.values())
-    compiled = {key: dict(cem._compiled) for key, cem in run.explainers.items()}
+    # A warm-up job of its own compiles PN and PP for the default settings (median no-information value, no
+    # autoencoder) into the jobs' in-process cache, before the first explanation is asked for.
+    run_until_job_done(at, "cem-warm")
+    assert at.session_state["job::cem-warm"].result.compiled == ["PN", "PP"]
+    cems = explain_jobs.cached_cems()
+    assert sorted(cem.mode for cem in cems) == ["PN", "PP"] and all(cem._compiled for cem in cems)
+    compiled = [dict(cem._compiled) for cem in cems]
     _explain(at, modes=["PN", "PP"])
-    # The first explanation reused them: nothing was traced again.
-    assert {key: dict(cem._compiled) for key, cem in run.explainers.items()} == compiled
+    # The first explanation reused them: nothing was traced again, no other CEM was built.
+    assert explain_jobs.cached_cems() == cems and [dict(cem._compiled) for cem in cems] == compiled
+
+
+def test_settings_have_plain_words_help():
+    at = _trained_page(epochs=5)
+    for key in ("cem:kappa", "cem:beta", "cem:gamma", "cem:c_init", "cem:c_steps", "cem:max_iterations"):
+        assert len(at.number_input(key=key).help) > 60, key
+    assert "lead in probability" in at.number_input(key="cem:kappa").help
+    assert "few features" in at.number_input(key="cem:beta").help
+    assert at.selectbox(key="cem:no_info").help and at.selectbox(key="cem:row").help

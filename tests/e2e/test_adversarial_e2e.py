@@ -70,6 +70,10 @@ def test_train_distil_attack_and_see_the_roc(page, app_url, artifacts):
     expect(charts.filter(has_text="ROC: clean vs adversarial")).to_have_count(1)
     expect(charts.filter(has_text="Scores of clean and attacked test rows")).to_have_count(1)
     expect(charts.filter(has_text="perturbation")).to_have_count(1)
+    # The first example shows the method working: right before the attack, fooled by it, flagged.
+    example = by_test_id(page, "stRadio").filter(has_text="right before the attack, fooled by it, flagged")
+    expect(example).to_be_visible()
+    expect(by_test_id(page, "stMarkdown").filter(has_text="(right) and the attacked input as")).to_have_count(1)
     # The page scrolls inside Streamlit's main container: show the results in a tall viewport instead.
     page.set_viewport_size({"width": 1440, "height": 1900})
     results.evaluate("heading => heading.scrollIntoView({block: 'start'})")
@@ -89,10 +93,10 @@ def test_train_distil_attack_and_see_the_roc(page, app_url, artifacts):
     with page.expect_download() as download_info:
         by_test_id(page, "stDownloadButton").filter(has_text="Scores CSV").locator("button").click()
     scores = pd.read_csv(io.BytesIO(open(download_info.value.path(), "rb").read()))
-    assert {"instance_score", "is_adversarial", "flagged", "classifier_prediction", "distilled_prediction"} <= set(
-        scores.columns)
-    assert len(scores) == 900  # the 450 test rows of Digits, clean and attacked
-    assert scores["is_adversarial"].sum() == 450
+    assert {"row", "label", "status", "reason", "clean_prediction", "adversarial_prediction", "adversarial_score",
+            "adversarial_flagged", "clean_score", "clean_flagged"} <= set(scores.columns)
+    assert len(scores) == 1797 and scores["row"].tolist() == list(range(1797))  # one line per row of Digits
+    assert (scores["status"] == "scored").sum() == 450  # the test rows, all attacked
     expect(by_test_id(page, "stDownloadButton").filter(has_text="Detector archive")).to_be_visible()
     expect_no_exception(page)
 

@@ -32,9 +32,13 @@ def test_explain_one_adult_row_and_see_rules_precision_and_coverage(page, app_ur
     expect(metric(page, "Test rows")).to_contain_text("16,281")
     expect_no_exception(page)
 
-    # Another test row: its values and the model's prediction follow.
-    set_number(page, "Test row", 15)
-    expect(page.get_by_text("Table row 32576", exact=True)).to_be_visible()
+    # Another test row, found by typing its table row number: its values and the model's prediction follow.
+    picker = by_test_id(page, "stSelectbox").filter(has_text="Table row to explain").get_by_role("combobox")
+    picker.click()
+    picker.fill("32,576")
+    page.get_by_role("option", name="Row 32,576", exact=True).click()
+    wait_for_app_idle(page, after_action=True)
+    expect(picker).to_have_value("Row 32,576")
     expect(metric(page, "Model predicts")).to_contain_text("50K")
 
     set_number(page, "Coverage samples", 2000)
@@ -42,6 +46,7 @@ def test_explain_one_adult_row_and_see_rules_precision_and_coverage(page, app_ur
     expect(metric(page, "Held-out precision")).to_be_visible(timeout=JOB_TIMEOUT_MS)
     wait_for_app_idle(page)
     expect_no_exception(page)
+    expect(by_test_id(page, "stHeading").filter(has_text="Anchor for row 32,576")).to_be_visible()
 
     # The anchor as rule chips, its verdict, precision and coverage, the chart and the example rows.
     rule_line = by_test_id(page, "stMarkdown").filter(has_text="THEN the model predicts")

@@ -29,6 +29,16 @@ def metric(page: Page, label: str):
     return box.get_by_test_id("stMetricValue")
 
 
+def _seventh_test_row() -> int:
+    """The table row of the seventh test row of the page's default split of iris (30 %, seed 0)."""
+    from engine.datasets import load_dataset
+    from engine.tabular import classification_data
+
+    frame = load_dataset("iris")
+    features = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    return int(classification_data(frame, features, "species", test_size=0.3, seed=0).test_rows[6])
+
+
 def test_explain_one_iris_row_and_see_its_pn_and_pp(page, app_url, artifacts):
     by_test_id(page, "stSidebarNav").get_by_role("link", name="Contrastive explanations").click()
     wait_for_app_idle(page, after_action=True)
@@ -46,9 +56,16 @@ def test_explain_one_iris_row_and_see_its_pn_and_pp(page, app_url, artifacts):
     assert float(metric(page, "Test accuracy").inner_text()) > 0.6
     expect_no_exception(page)
 
-    # Another test row: its measurements (in cm) and the model's prediction follow.
-    set_number(page, "Test row (0 – 44)", 6)
-    expect(page.get_by_text(re.compile(r"^Table row \d+$"))).to_be_visible()
+    # Another test row, named by its table row number only: its measurements (in cm) and the prediction follow.
+    row = _seventh_test_row()
+    picker = by_test_id(page, "stSelectbox").filter(has_text="Table row to explain (45 test rows)")
+    combobox = picker.get_by_role("combobox")
+    combobox.click()
+    combobox.fill(str(row))
+    page.get_by_role("option", name=f"Row {row}", exact=True).click()
+    wait_for_app_idle(page, after_action=True)
+    expect(combobox).to_have_value(f"Row {row}")
+    expect(page.get_by_text(re.compile(r"test row \d", re.IGNORECASE))).to_have_count(0)  # one numbering
     expect(metric(page, "Model predicts")).to_have_text(re.compile("setosa|versicolor|virginica"))
 
     set_number(page, "c steps", 2)
@@ -57,6 +74,7 @@ def test_explain_one_iris_row_and_see_its_pn_and_pp(page, app_url, artifacts):
     expect(metric(page, "PP predicted as")).to_be_visible(timeout=JOB_TIMEOUT_MS)
     wait_for_app_idle(page)
     expect_no_exception(page)
+    expect(by_test_id(page, "stHeading").filter(has_text=f"Explanation of row {row}")).to_be_visible()
 
     original = metric(page, "Original predicted as").inner_text()
     expect(metric(page, "Model predicts")).to_have_text(original)
@@ -88,10 +106,10 @@ def test_explain_one_iris_row_and_see_its_pn_and_pp(page, app_url, artifacts):
 
     with page.expect_download() as download_info:
         by_test_id(page, "stDownloadButton").filter(has_text="PN explanation JSON").locator("button").click()
-    assert download_info.value.suggested_filename == "cem_pn_test_row_6.json"
+    assert download_info.value.suggested_filename == f"cem_pn_row_{row}.json"
     payload = json.loads(open(download_info.value.path(), "rb").read())
     assert payload["meta"]["name"] == "CEM" and payload["meta"]["params"]["mode"] == "PN"
-    assert payload["meta"]["lantern"]["test_row"] == 6
+    assert payload["meta"]["lantern"]["row"] == row
     assert {"PN", "PN_pred", "X", "X_pred", "found"} <= set(payload["data"])
     expect(by_test_id(page, "stDownloadButton").filter(has_text="PP explanation JSON")).to_be_visible()
     expect_no_exception(page)
