@@ -24,8 +24,10 @@ PAGES = {
         st.Page("pages/cem.py", title="Contrastive explanations", icon=":material/compare:"),
     ],
 }
-# The navigation comes before the heavy imports below: until it is sent, the browser shows Streamlit's own list
-# of the files in pages/ (lowercase file names), which on a cold start lasted as long as TensorFlow's import.
+# Streamlit shows its own list of the files in pages/ (lowercase file names) until the app's navigation arrives:
+# .streamlit/config.toml hides that list (client.showSidebarNavigation = false) and the app's own navigation is
+# switched back on here, before the heavy imports below, so the first visit never shows the raw list.
+st.set_option("client.showSidebarNavigation", True)
 page = st.navigation({section: pages for section, pages in PAGES.items() if pages})
 
 cold = "tensorflow" not in sys.modules

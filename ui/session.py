@@ -36,6 +36,20 @@ def _persisted(key: Any) -> bool:
     return key in _PERSISTED or any(p.endswith("::") and key.startswith(p) for p in _PERSISTED)
 
 
+def _xsrf_secret(cookie: str) -> str:
+    """The browser's XSRF secret from Streamlit's cookie ``2|mask|masked secret|timestamp`` (re-masked on every
+    page load, so the mask is taken off); other shapes are used as they are."""
+    parts = cookie.split("|")
+    if len(parts) == 4 and parts[0] == "2":
+        try:
+            mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+        except ValueError:
+            return cookie
+        if mask:
+            return bytes(b ^ mask[i % len(mask)] for i, b in enumerate(masked)).hex() + "|" + parts[3]
+    return cookie
+
+
 def _browser() -> str:
     """A digest of what only this browser sends (Streamlit's XSRF cookie, its user agent): binds a token to it."""
     try:
@@ -44,7 +58,7 @@ def _browser() -> str:
     except Exception:  # no request context (tests, bare mode)
         cookie = agent = ""
     cookie, agent = (v if isinstance(v, str) else "" for v in (cookie, agent))
-    return hashlib.sha256(f"{cookie}\n{agent}".encode()).hexdigest()
+    return hashlib.sha256(f"{_xsrf_secret(cookie)}\n{agent}".encode()).hexdigest()
 
 
 def token() -> str | None:
