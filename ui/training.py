@@ -285,18 +285,21 @@ def _comparison(key: str, figures: Callable[[Any], dict] | None = None,
         if job is None:
             continue
         row = {}
-        if figures is not None and build is not None:
-            row.update(figures(_view(job, build)))
+        if figures is not None:
+            view = _view(job, build) if build is not None else (job.view if job.view is not None else job.result)
+            row.update(figures(view))
         row.update(_training_figures(job))
         rows.append(row)
         names.append(name)
     return pd.DataFrame(rows, index=names)
 
 
-def compare(key: str, build: Callable[[Any, Any], Any], figures: Callable[[Any], dict], *,
+def compare(key: str, build: Callable[[Any, Any], Any] | None, figures: Callable[[Any], dict], *,
             expanded: bool = False) -> None:
     """An expander comparing the latest run under ``key`` with the one before: ``figures(view)`` of each, next to
     the training figures (epochs, final loss, time). Nothing when there is no earlier run.
+
+    ``build`` is the page's :func:`outcome` builder (None for a page whose job result is already its view).
 
     Pages that call it pass ``compare=False`` to :func:`panel` (which otherwise shows the training figures only).
     ``figures`` returns a small dict of plain values, e.g. ``{"flagged": 31, "threshold": 0.42, "F1": 0.8}``.
