@@ -11,7 +11,8 @@ Usage in a page::
 The job lives in ``st.session_state`` (one per key and session), so reruns, slider moves and
 other pages do not disturb it. The last two finished jobs under a key are kept too: :func:`outcome` and
 :func:`result` give the latest finished one, so pressing Train again (or cancelling) never hides the results on
-screen until new ones arrive, and :func:`previous` gives the run before it, for a comparison (:func:`compare`). The panel refreshes itself every half second while the job runs,
+screen until new ones arrive, and :func:`previous` gives the run before it, for a comparison (:func:`compare`).
+The panel refreshes itself every half second while the job runs,
 and every two seconds while it waits in the queue (its position changes slowly, and on a busy
 server every waiting session reruns its panel).
 """

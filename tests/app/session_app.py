@@ -4,11 +4,12 @@ the session binding app.py does (``?s=<token>``: a reload brings the session bac
 import streamlit as st
 
 from tests.app.session_jobs import FitRequest, fit
-from ui import session, training
+from ui import forms, session, training
 
 KEY = "demo"
 
 session.bind()
+forms.keep_values()
 epochs = st.number_input("Epochs", 1, 100_000, 3, key="demo:epochs")
 if st.button("Train", key="demo:train"):
     st.session_state["runs"] = st.session_state.get("runs", 0) + 1
