@@ -193,13 +193,12 @@ def _render_active(key: str, job: Job, show_loss: bool) -> None:
     stopping = job.cancel.stop_requested
     if stopping:
         st.caption("Stopping after the current batch: the model learned so far is then scored and kept.")
-    cols = st.columns([1, 1, 4])
-    cols[0].button("Cancel", key=f"cancel::{key}", on_click=_cancel, args=(key,), icon=":material/stop_circle:",
-                   help="Stop and discard this run.")
+    st.button("Cancel", key=f"cancel::{key}", on_click=_cancel, args=(key,), icon=":material/stop_circle:",
+              help="Stop and discard this run.")
     if job.state == RUNNING and _trains(job):
-        cols[1].button("Stop and keep", key=f"stopkeep::{key}", on_click=_stop_and_keep, args=(key,),
-                       icon=":material/pause_circle:", disabled=stopping,
-                       help="Stop training now and keep what the model learned so far (it is scored as usual).")
+        st.button("Stop and keep", key=f"stopkeep::{key}", on_click=_stop_and_keep, args=(key,),
+                  icon=":material/pause_circle:", disabled=stopping,
+                  help="Stop training now and keep what the model learned so far (it is scored as usual).")
     if latest(key) is not None:
         st.caption("The results below are from your last finished run; they stay until this run finishes.")
 

@@ -154,7 +154,7 @@ def test_a_tab_closed_mid_training_has_its_job_cancelled_and_its_slot_freed(brow
 def test_the_cancel_button_stops_training_and_says_so(page, app_url):
     log = server_log(app_url)
     owner = start_long_training(page)
-    by_test_id(page, "stButton").filter(has_text="Cancel").locator("button").click()
+    by_test_id(page, "stButton").filter(has_text="Cancel").locator("button").first.click()
     expect(by_test_id(page, "stAlertContentWarning").filter(has_text="Train AEGMM was cancelled")).to_be_visible(
         timeout=TIMEOUT_MS)
     wait_for_app_idle(page)
