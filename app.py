@@ -4,12 +4,13 @@ Run with ``streamlit run app.py``. This file sets the page config, the navigatio
 ``pages/`` and the sidebar every page shares.
 """
 
+import sys
+
 import streamlit as st
 
-from ui import data as ui_data
-from ui.runtime import MANAGER, session_id
-
-st.set_page_config(page_title="Lantern", page_icon=":material/flare:", layout="wide")
+# Everything on the page is served by this server: the favicon is a local file (a ``:material/...:`` page icon
+# makes the browser fetch it from fonts.gstatic.com, which a closed network cannot resolve).
+st.set_page_config(page_title="Lantern", page_icon="assets/favicon.png", layout="wide")
 
 PAGES = {
     "Data": [st.Page("pages/data.py", title="Data", icon=":material/table:", default=True)],
@@ -23,7 +24,27 @@ PAGES = {
         st.Page("pages/cem.py", title="Contrastive explanations", icon=":material/compare:"),
     ],
 }
+# Streamlit shows its own list of the files in pages/ (lowercase file names) until the app's navigation arrives:
+# .streamlit/config.toml hides that list (client.showSidebarNavigation = false) and the app's own navigation is
+# switched back on here, before the heavy imports below, so the first visit never shows the raw list.
+st.set_option("client.showSidebarNavigation", True)
 page = st.navigation({section: pages for section, pages in PAGES.items() if pages})
+
+cold = "tensorflow" not in sys.modules
+if cold:  # first visit after a restart: say so instead of a blank page while the ML libraries load
+    starting = st.empty()
+    starting.info("Starting Lantern: loading the machine-learning libraries (only on the first visit after a "
+                  "restart)…", icon=":material/hourglass_top:")
+
+from ui import data as ui_data  # noqa: E402  (heavy: imports the engine and TensorFlow)
+from ui import forms, session  # noqa: E402
+from ui.runtime import MANAGER, session_id  # noqa: E402
+
+if cold:
+    starting.empty()
+
+session.bind()  # ?s=<token>: a reload within the session TTL brings this session's data and results back
+forms.keep_values()  # form values survive a switch to another page and back
 
 with st.sidebar:
     st.markdown("### :material/flare: Lantern")
@@ -38,4 +59,7 @@ with st.sidebar:
     )
     st.caption(f"session {session_id()[:8]}")
 
-page.run()
+try:
+    page.run()
+finally:
+    session.save()  # the session's data and finished results, kept server-side for a reload

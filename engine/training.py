@@ -29,9 +29,16 @@ logger = logging.getLogger(__name__)
 class CancelToken:
     """A flag another thread sets to stop training at the next batch.
 
+    ``cancel()`` abandons the run (:func:`train` raises :class:`TrainingCancelled`); ``stop()`` asks it to stop
+    early and keep what it learned: :func:`train` ends after the current batch with ``history.stopped='stopped'``,
+    as at the time budget, and the caller goes on (scores, saves) with the partly trained model.
+
     Examples
     --------
     >>> token = CancelToken()
+    >>> token.stop()
+    >>> token.stop_requested, token.cancelled
+    (True, False)
     >>> token.cancel()
     >>> token.cancelled
     True
@@ -39,14 +46,24 @@ class CancelToken:
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._stop = threading.Event()
 
     def cancel(self) -> None:
         """Ask the running job to stop."""
         self._event.set()
 
+    def stop(self) -> None:
+        """Ask the running training to stop early and keep the model it has so far."""
+        self._stop.set()
+
     @property
     def cancelled(self) -> bool:
         return self._event.is_set()
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether :meth:`stop` was called (the run ends early but is kept)."""
+        return self._stop.is_set()
 
     def raise_if_cancelled(self) -> None:
         """Raise :class:`TrainingCancelled` when cancellation was requested."""
@@ -82,8 +99,8 @@ class TrainingEvent:
 class TrainingHistory:
     """What a training run did: per-epoch losses and metrics and why it stopped.
 
-    ``stopped`` is 'completed', 'time_budget' or 'callback' (a Keras callback set
-    ``model.stop_training``).
+    ``stopped`` is 'completed', 'time_budget', 'stopped' (the cancel token's ``stop()``: stopped early on
+    request, the model is kept) or 'callback' (a Keras callback set ``model.stop_training``).
     """
 
     loss: list[float] = field(default_factory=list)
@@ -374,6 +391,9 @@ def train(
                                            {k: v for k, v in logs.items() if k != "loss"}, elapsed))
                 if time_budget is not None and elapsed >= time_budget:
                     history.stopped = "time_budget"
+                    break
+                if cancel is not None and cancel.stop_requested:
+                    history.stopped = "stopped"
                     break
                 if model.stop_training:
                     history.stopped = "callback"

@@ -30,20 +30,7 @@ with upload_tab:
         f"A CSV (comma, semicolon, tab or pipe separated; UTF-8 or Latin-1) with a header row. Limits: "
         f"{SETTINGS.max_upload_mb} MB, {SETTINGS.max_rows:,} rows, {SETTINGS.max_columns:,} columns."
     )
-    upload = st.file_uploader("CSV file", type=["csv", "txt", "tsv"], key="upload")
-    if upload is not None and st.session_state.get("upload_seen") != upload.file_id:
-        st.session_state["upload_seen"] = upload.file_id
-        try:
-            table = ui_data.load_upload(upload.getvalue(), upload.name)
-        except DataError as exc:
-            st.session_state["upload_error"] = f"{upload.name}: {exc}"
-        else:
-            st.session_state.pop("upload_error", None)
-            ui_data.set_active(table, origin="upload")
-            st.rerun()  # the sidebar was drawn before this page ran; redraw it with the new dataset
-    if st.session_state.get("upload_error"):
-        st.error(f"Could not use {st.session_state['upload_error']}", icon=":material/error:")
-        st.caption("Your previous active dataset is still in use.")
+    ui_data.csv_uploader()
 
 table = ui_data.active_table()
 st.header(f"Active dataset: {table.name}")

@@ -10,11 +10,14 @@ import streamlit as st
 from engine.datasets import get_dataset, list_datasets, load_dataset
 from engine.errors import DataError
 from engine.ingest import Table, read_csv_bytes, table_from_frame
+from ui import session
 from ui.settings import SETTINGS
 
 DEFAULT_DATASET = "shuttle"
 _ACTIVE = "active_table"
 _ORIGIN = "active_origin"
+session.persist(_ACTIVE, _ORIGIN)  # a reload within the session TTL keeps the uploaded table
+_UPLOADER = "upload"
 
 
 @st.cache_resource(max_entries=16, show_spinner="Loading bundled dataset…")
@@ -72,6 +75,32 @@ def _fill_sidebar(table: Table, caption: str) -> None:
 def show_page_dataset(table: Table) -> None:
     """Say in the sidebar that the current page uses ``table`` (no-op outside ``app.py``, e.g. in page tests)."""
     _fill_sidebar(table, "Dataset on this page")
+
+
+def csv_uploader() -> None:
+    """The CSV uploader of the Data page: a good file becomes the active dataset, a bad one is refused.
+
+    After a refusal the uploader is drawn afresh (a new widget key), so it no longer shows the refused file's name
+    as if it were in use; the error says which file was refused and why.
+    """
+    generation = st.session_state.get("upload_generation", 0)
+    key = _UPLOADER if generation == 0 else f"{_UPLOADER}:{generation}"
+    upload = st.file_uploader("CSV file", type=["csv", "txt", "tsv"], key=key)
+    if upload is not None and st.session_state.get("upload_seen") != upload.file_id:
+        st.session_state["upload_seen"] = upload.file_id
+        try:
+            table = load_upload(upload.getvalue(), upload.name)
+        except DataError as exc:
+            st.session_state["upload_error"] = f"{upload.name}: {exc}"
+            st.session_state["upload_generation"] = generation + 1  # a fresh, empty uploader
+            st.rerun()
+        else:
+            st.session_state.pop("upload_error", None)
+            set_active(table, origin="upload")
+            st.rerun()  # the sidebar was drawn before this page ran; redraw it with the new dataset
+    if st.session_state.get("upload_error"):
+        st.error(f"Could not use {st.session_state['upload_error']}", icon=":material/error:")
+        st.caption("Your previous active dataset is still in use.")
 
 
 def choose_table(workflow: str, *, key: str, kinds: tuple[str, ...] | None = None, default: str | None = None,

@@ -39,6 +39,8 @@ class Settings:
     worker_max_tasks: int = 25
     worker_idle_recycle_s: int = 120
     max_model_mb: int = 100
+    session_ttl_s: int = 120  # a reload within this long after the session was last seen restores it (ui.session)
+    session_store_entries: int = 64  # sessions whose data and results the server keeps for a reload, at most
 
     @property
     def ingest_limits(self) -> IngestLimits:
@@ -69,6 +71,8 @@ def load_settings() -> Settings:
         worker_max_tasks=max(1, _int_env("LANTERN_WORKER_MAX_TASKS", 25)),
         worker_idle_recycle_s=max(0, _int_env("LANTERN_WORKER_IDLE_RECYCLE_S", 120)),
         max_model_mb=max(1, _int_env("LANTERN_MAX_MODEL_MB", 100)),
+        session_ttl_s=max(0, _int_env("LANTERN_SESSION_TTL_S", 120)),
+        session_store_entries=max(1, _int_env("LANTERN_SESSION_STORE_ENTRIES", 64)),
     )
 
 

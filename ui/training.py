@@ -9,7 +9,10 @@ Usage in a page::
         show_results(job.result)
 
 The job lives in ``st.session_state`` (one per key and session), so reruns, slider moves and
-other pages do not disturb it. The panel refreshes itself every half second while the job runs,
+other pages do not disturb it. The last two finished jobs under a key are kept too: :func:`outcome` and
+:func:`result` give the latest finished one, so pressing Train again (or cancelling) never hides the results on
+screen until new ones arrive, and :func:`previous` gives the run before it, for a comparison (:func:`compare`).
+The panel refreshes itself every half second while the job runs,
 and every two seconds while it waits in the queue (its position changes slowly, and on a busy
 server every waiting session reruns its panel).
 """
@@ -20,7 +23,9 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from ui import charts
+import pandas as pd
+
+from ui import charts, session
 from ui.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Job, JobLimitError
 from ui.runtime import MANAGER, run_task, session_id
 
@@ -32,9 +37,47 @@ def _state_key(key: str) -> str:
     return f"job::{key}"
 
 
+def _kept_key(key: str) -> str:
+    return f"jobdone::{key}"
+
+
+session.persist("job::", "jobdone::")  # a reload within the session TTL brings the finished jobs back
+_KEPT_RUNS = 2  # the latest finished job under a key and the one before it (for a comparison)
+
+
 def current(key: str) -> Job | None:
     """The job last started under ``key`` in this session, if any."""
-    return st.session_state.get(_state_key(key))
+    job = st.session_state.get(_state_key(key))
+    _remember(key, job)
+    return job
+
+
+def _remember(key: str, job: Job | None) -> None:
+    """Keep a finished job among the last finished ones under ``key`` (once)."""
+    if job is None or job.state != DONE:
+        return
+    kept: list = st.session_state.setdefault(_kept_key(key), [])
+    if any(done is job for done in kept):
+        return
+    kept.append(job)
+    del kept[:-_KEPT_RUNS]
+
+
+def _finished(key: str) -> list[Job]:
+    current(key)
+    return st.session_state.get(_kept_key(key), [])
+
+
+def latest(key: str) -> Job | None:
+    """The last job under ``key`` that finished with an answer (a newer one may be running, or was cancelled)."""
+    kept = _finished(key)
+    return kept[-1] if kept else None
+
+
+def previous_job(key: str) -> Job | None:
+    """The finished job before :func:`latest` under ``key``, if any."""
+    kept = _finished(key)
+    return kept[-2] if len(kept) >= 2 else None
 
 
 def start(key: str, label: str, fn: Callable[[Job], Any], kind: str = "train") -> Job | None:
@@ -82,29 +125,40 @@ def start_job(key: str, label: str, fn: Callable[[Any, Any], Any], request: Any,
     return job
 
 
-def outcome(key: str, build: Callable[[Any, Any], Any]) -> Any:
-    """The page's view of the finished job under ``key``: ``build(answer, context)``, built once, else None.
-
-    ``build`` runs in the page's script thread the first time the answer is shown (never in the job's thread)
-    and its value is kept with the job, so slider moves and reruns reuse it.
-    """
-    job = current(key)
-    if job is None or job.state != DONE:
+def _view(job: Job | None, build: Callable[[Any, Any], Any]) -> Any:
+    if job is None:
         return None
     if job.view is None:
         job.view = build(job.result, job.context)
     return job.view
 
 
+def outcome(key: str, build: Callable[[Any, Any], Any]) -> Any:
+    """The page's view of the latest finished job under ``key``: ``build(answer, context)``, built once, else None.
+
+    ``build`` runs in the page's script thread the first time the answer is shown (never in the job's thread)
+    and its value is kept with the job, so slider moves and reruns reuse it. While a newer job under ``key``
+    runs (or after it was cancelled or failed) this is still the last finished one: results stay on screen
+    until new ones arrive.
+    """
+    return _view(latest(key), build)
+
+
+def previous(key: str, build: Callable[[Any, Any], Any]) -> Any:
+    """The page's view of the finished job before the latest one under ``key`` (see :func:`outcome`), else None."""
+    return _view(previous_job(key), build)
+
+
 def result(key: str) -> Any:
-    """The result of the finished job under ``key``, else None."""
-    job = current(key)
-    return job.result if job is not None and job.state == DONE else None
+    """The result of the latest finished job under ``key`` (kept while a newer one runs), else None."""
+    job = latest(key)
+    return job.result if job is not None else None
 
 
 def forget(key: str) -> None:
-    """Drop the job under ``key`` (cancelling it if it still runs)."""
+    """Drop the job under ``key`` and its kept results (cancelling it if it still runs)."""
     job = st.session_state.pop(_state_key(key), None)
+    st.session_state.pop(_kept_key(key), None)
     if job is not None and job.active:
         MANAGER.cancel(job)
 
@@ -113,6 +167,18 @@ def _cancel(key: str) -> None:
     job = current(key)
     if job is not None:
         MANAGER.cancel(job)
+
+
+def _stop_and_keep(key: str) -> None:
+    """Ask the running training to stop after its current batch; the job then finishes with the model so far."""
+    job = current(key)
+    if job is not None and job.active:
+        job.cancel.stop()
+
+
+def _trains(job: Job) -> bool:
+    """Whether the job is training a model (so that stopping early still leaves one to keep)."""
+    return job.kind == "train" and any(e.get("kind") in ("batch", "epoch") for e in job.events)
 
 
 def _render_active(key: str, job: Job, show_loss: bool) -> None:
@@ -124,7 +190,17 @@ def _render_active(key: str, job: Job, show_loss: bool) -> None:
         st.progress(min(max(job.fraction, 0.0), 1.0), text=f"{job.label}: {job.message or 'starting…'}")
         if show_loss and any(e.get("kind") in ("batch", "epoch") for e in job.events):
             st.plotly_chart(charts.loss_figure(job.events), key=f"loss-live::{key}")
-    st.button("Cancel", key=f"cancel::{key}", on_click=_cancel, args=(key,), icon=":material/stop_circle:")
+    stopping = job.cancel.stop_requested
+    if stopping:
+        st.caption("Stopping after the current batch: the model learned so far is then scored and kept.")
+    st.button("Cancel", key=f"cancel::{key}", on_click=_cancel, args=(key,), icon=":material/stop_circle:",
+              help="Stop and discard this run.")
+    if job.state == RUNNING and _trains(job):
+        st.button("Stop and keep", key=f"stopkeep::{key}", on_click=_stop_and_keep, args=(key,),
+                  icon=":material/pause_circle:", disabled=stopping,
+                  help="Stop training now and keep what the model learned so far (it is scored as usual).")
+    if latest(key) is not None:
+        st.caption("The results below are from your last finished run; they stay until this run finishes.")
 
 
 def _redraw_or_hand_over(key: str, show_loss: bool, keeps_panel: Callable[[Job], bool]) -> None:
@@ -147,10 +223,12 @@ def _waiting(key: str, show_loss: bool) -> None:
     _redraw_or_hand_over(key, show_loss, lambda job: job.state == QUEUED)
 
 
-def panel(key: str, *, show_loss: bool = True) -> Job | None:
+def panel(key: str, *, show_loss: bool = True, compare: bool = True) -> Job | None:
     """Render the job under ``key``: live while queued or running, then its outcome.
 
-    Returns the job (or None) so the page can show results when ``job.state == 'done'``.
+    While a new job runs, the results of the last finished one stay on the page (:func:`outcome`). With
+    ``compare`` a finished run that has a predecessor offers a comparison of their training figures (pages that
+    compare their own figures call :func:`compare` and pass ``compare=False``). Returns the job (or None).
     """
     job = current(key)
     if job is None:
@@ -163,18 +241,77 @@ def panel(key: str, *, show_loss: bool = True) -> Job | None:
         return job
     if job.state == DONE:
         seconds = f" in {job.seconds:.1f} s" if job.seconds is not None else ""
-        st.success(f"{job.label} finished{seconds}. {job.message}")
+        if job.cancel.stop_requested:
+            epochs = _training_figures(job).get("epochs")
+            learned = f" after {epochs} epoch(s)" if epochs else ""
+            st.warning(f"{job.label} was stopped at your request{learned}{seconds}: the results below come from "
+                       "the model as trained so far, which may be undertrained. Train again for a full run.",
+                       icon=":material/pause_circle:")
+        else:
+            st.success(f"{job.label} finished{seconds}. {job.message}")
         if show_loss and any(e.get("kind") == "epoch" for e in job.events):
             with st.expander("Training loss", expanded=False):
                 st.plotly_chart(charts.loss_figure(job.events), key=f"loss-final::{key}")
+        if compare and previous_job(key) is not None:
+            with st.expander("Compare with the previous run", expanded=False):
+                st.dataframe(_comparison(key), key=f"compare-runs::{key}")
     elif job.state == CANCELLED:
-        st.warning(f"{job.label} was cancelled. Nothing from it was kept; start it again when you are ready.")
+        kept = " Your previous results are still shown below." if latest(key) is not None else ""
+        st.warning(f"{job.label} was cancelled. Nothing from it was kept; start it again when you are ready.{kept}")
     elif job.state == FAILED:
-        st.error(f"{job.label} failed: {job.error}")
+        kept = " Your previous results are still shown below." if latest(key) is not None else ""
+        st.error(f"{job.label} failed: {job.error}{kept}")
     return job
 
 
-__all__ = ["start", "start_job", "outcome", "start_task", "panel", "current", "result", "forget", "DONE", "FAILED", "CANCELLED", "RUNNING", "QUEUED"]
+def _training_figures(job: Job) -> dict:
+    """What every run says about itself: epochs trained, final loss, time taken, how it ended."""
+    epochs = [e for e in job.events if e.get("kind") == "epoch"]
+    figures: dict[str, Any] = {}
+    if epochs:
+        figures["epochs"] = int(epochs[-1].get("epoch", len(epochs)))
+        figures["final loss"] = float(epochs[-1]["loss"])
+    if job.seconds is not None:
+        figures["seconds"] = round(job.seconds, 1)
+    figures["ended"] = "stopped early (kept)" if job.cancel.stop_requested else "completed"
+    return figures
+
+
+def _comparison(key: str, figures: Callable[[Any], dict] | None = None,
+                build: Callable[[Any, Any], Any] | None = None) -> pd.DataFrame:
+    """One row per run (latest first): the page's ``figures(view)`` then the training figures."""
+    rows, names = [], []
+    for name, job in (("this run", latest(key)), ("previous run", previous_job(key))):
+        if job is None:
+            continue
+        row = {}
+        if figures is not None:
+            view = _view(job, build) if build is not None else (job.view if job.view is not None else job.result)
+            row.update(figures(view))
+        row.update(_training_figures(job))
+        rows.append(row)
+        names.append(name)
+    return pd.DataFrame(rows, index=names)
+
+
+def compare(key: str, build: Callable[[Any, Any], Any] | None, figures: Callable[[Any], dict], *,
+            expanded: bool = False) -> None:
+    """An expander comparing the latest run under ``key`` with the one before: ``figures(view)`` of each, next to
+    the training figures (epochs, final loss, time). Nothing when there is no earlier run.
+
+    ``build`` is the page's :func:`outcome` builder (None for a page whose job result is already its view).
+
+    Pages that call it pass ``compare=False`` to :func:`panel` (which otherwise shows the training figures only).
+    ``figures`` returns a small dict of plain values, e.g. ``{"flagged": 31, "threshold": 0.42, "F1": 0.8}``.
+    """
+    if previous_job(key) is None or latest(key) is None:
+        return
+    with st.expander("Compare with the previous run", expanded=expanded):
+        st.dataframe(_comparison(key, figures, build), key=f"compare-figures::{key}")
+
+
+__all__ = ["start", "start_job", "outcome", "previous", "compare", "latest", "previous_job", "start_task", "panel",
+           "current", "result", "forget", "DONE", "FAILED", "CANCELLED", "RUNNING", "QUEUED"]
 
 
 class TrainingControls:

@@ -187,9 +187,12 @@ class _Worker:
 
         self.tasks += 1
         self.send({"type": "task", "task": task, "params": params}, arrays)
-        started, cancel_sent = time.monotonic(), None
+        started, cancel_sent, stop_sent = time.monotonic(), None, False
         while True:
             now = time.monotonic()
+            if job.cancel.stop_requested and not stop_sent:  # "Stop and keep": the worker's training ends early
+                self.send({"type": "stop"})
+                stop_sent = True
             if job.cancel.cancelled and cancel_sent is None:
                 self.send({"type": "cancel"})
                 cancel_sent = now
@@ -447,6 +450,9 @@ def serve(nice: int = 0, task_modules: tuple[str, ...] = ("ui.tasks",)) -> None:
             if header.get("type") == "cancel":
                 for job in list(current):
                     job.cancel.cancel()
+            elif header.get("type") == "stop":
+                for job in list(current):
+                    job.cancel.stop()
             else:
                 inbox.put((header, arrays))
 

@@ -99,7 +99,7 @@ def start_long_training(page) -> str:
     """Train AEGMM on bundled Shuttle for 200 epochs (minutes); returns the session's short id."""
     owner = by_test_id(page, "stSidebar").get_by_text(re.compile(r"^session [0-9a-f]{8}$")).inner_text().split()[1]
     by_test_id(page, "stSidebarNav").get_by_role("link", name="Tabular outliers").click()
-    page.wait_for_url(re.compile(r".*/tabular_outliers$"))
+    page.wait_for_url(re.compile(r".*/tabular_outliers(\?.*)?$"))  # the query keeps the session token
     wait_for_app_idle(page, after_action=True)
     by_test_id(page, "stExpander").filter(has_text="Model and training settings").locator("summary").click()
     epochs = by_test_id(page, "stNumberInput").filter(has_text="Epochs").locator("input")
@@ -154,7 +154,7 @@ def test_a_tab_closed_mid_training_has_its_job_cancelled_and_its_slot_freed(brow
 def test_the_cancel_button_stops_training_and_says_so(page, app_url):
     log = server_log(app_url)
     owner = start_long_training(page)
-    by_test_id(page, "stButton").filter(has_text="Cancel").locator("button").click()
+    by_test_id(page, "stButton").filter(has_text="Cancel").locator("button").first.click()
     expect(by_test_id(page, "stAlertContentWarning").filter(has_text="Train AEGMM was cancelled")).to_be_visible(
         timeout=TIMEOUT_MS)
     wait_for_app_idle(page)
