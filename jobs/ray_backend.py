@@ -44,7 +44,8 @@ logger = logging.getLogger("lantern.jobs")
 ROOT = Path(__file__).resolve().parents[1]
 CODE_PACKAGES = ("engine", "jobs", "workflows")  # what a cluster's workers import (shipped with the job)
 SYNC_S = 0.25  # how often a task sends its progress and reads the cancel mark
-_BUFFER_ROWS = 2_000  # progress rows a task or the channel holds for one job before thinning the older ones
+_BUFFER_ROWS = 2_000
+KILLED_AFTER_CANCEL = "it did not stop after Cancel; its worker process was stopped"  # progress rows a task or the channel holds for one job before thinning the older ones
 
 
 class JobChannel:
@@ -324,6 +325,7 @@ class RayBackend:
                     cancel_sent = now
                 if killed is None and cancel_sent is not None and now - cancel_sent > self.cancel_grace_s:
                     killed = "cancel"
+                    job.set_stage(KILLED_AFTER_CANCEL)
                     ray.cancel(ref, force=True)
                     logger.info('{"event": "killed", "job": %d, "why": "ignored cancel"}', job.id)
                 if killed is None and self.deadline_s is not None and now - started > self.deadline_s:

@@ -40,7 +40,8 @@ def train(request, progress) -> str:
 
 def stubborn(request, progress) -> str:
     """Ignores Cancel (like native code that never returns to Python)."""
-    progress.set_stage("busy")
+    progress.set_stage(f"busy in process {os.getpid()}")
+    progress.flush() if hasattr(progress, "flush") else None
     time.sleep(request.seconds)
     return "finished anyway"
 
