@@ -237,6 +237,7 @@ def manager() -> JobManager:
     global _MANAGER
     with _LOCK:
         if _MANAGER is None:
+            prepare_streamlit()  # jobs in threads need Keras' state kept between reruns, even without app.py
             limits = settings.SETTINGS
             _MANAGER = JobManager(
                 max_concurrent=limits.max_concurrent_jobs,
@@ -248,6 +249,17 @@ def manager() -> JobManager:
                                      nice=limits.job_nice, time_budget_s=limits.job_time_budget_s),
             )
         return _MANAGER
+
+
+def prepare_streamlit() -> None:
+    """The Streamlit patches and the log set-up of :func:`bootstrap`, alone (idempotent, cheap).
+
+    For pages run without ``app.py`` (AppTests, see tests/app/helpers.py): Keras' state is kept between reruns,
+    generated downloads stay with their session, the ``lantern`` logs go to stderr.
+    """
+    _keep_keras_state_between_reruns()
+    _keep_generated_downloads_for_their_session()
+    _configure_logging()
 
 
 def bootstrap() -> JobManager:
@@ -268,9 +280,7 @@ def bootstrap() -> JobManager:
     if booted:
         return manager()
     limits = settings.SETTINGS
-    _keep_keras_state_between_reruns()
-    _keep_generated_downloads_for_their_session()
-    _configure_logging()
+    prepare_streamlit()
     if limits.memory_log_s > 0:
         _start_memory_log(limits.memory_log_s)
     _start_tensorflow_at_low_priority(limits.job_nice)
