@@ -13,6 +13,7 @@ import pytest
 
 from jobs.runner import DONE, JobManager
 from tests.app import test_anchors_page as anchors
+from tests.app.helpers import ROOT
 from tests.app import test_tabular_outliers_page as tabular
 from tests.app import test_timeseries_outliers_page as timeseries
 
@@ -50,9 +51,14 @@ def on_ray(ray_backend):
         yield manager
 
 
+def _uses_start_job(page: str) -> bool:
+    return "start_job(" in (ROOT / "pages" / f"{page}.py").read_text()
+
+
 @pytest.fixture
-def jobs_here(on_ray):
-    """The jobs one test started; afterwards, those started through ``start_job`` must have run on Ray."""
+def jobs_here(on_ray, request):
+    """The jobs one test on page ``request.param`` started; afterwards, those started through ``start_job`` must have run on Ray (and, for
+    a page that calls ``start_job``, at least one did)."""
     first = len(on_ray.seen)
     yield on_ray
     mine = on_ray.seen[first:]
@@ -60,17 +66,22 @@ def jobs_here(on_ray):
     for job in mine:
         if job.id in on_ray.job_functions:
             assert job.where == "ray", (job.label, job.where)
+    if _uses_start_job(request.param):
+        assert any(job.where == "ray" for job in mine), [(job.label, job.where) for job in mine]
 
 
+@pytest.mark.parametrize("jobs_here", ["tabular_outliers"], indirect=True)
 def test_tabular_training_on_ray(jobs_here):
     tabular.test_train_two_epochs_on_shuttle_then_slider_changes_flagged_count()
-    assert all(job.state == DONE for job in jobs_here.seen[-1:])
+    assert jobs_here.seen[-1].state == DONE
 
 
+@pytest.mark.parametrize("jobs_here", ["anchors"], indirect=True)
 def test_anchors_explanation_on_ray(jobs_here):
     anchors.test_train_on_adult_then_explain_one_row_shows_rules_precision_coverage_and_examples()
 
 
+@pytest.mark.parametrize("jobs_here", ["timeseries_outliers"], indirect=True)
 def test_cancel_on_ray(jobs_here):
     timeseries.test_cancel_stops_training_and_keeps_nothing()
     assert jobs_here.seen[-1].state == "cancelled"
