@@ -301,6 +301,12 @@ class _Manager:
     def __getattr__(self, name: str):
         return getattr(manager(), name)
 
+    def __setattr__(self, name: str, value) -> None:  # e.g. a test's monkeypatch of a limit
+        setattr(manager(), name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(manager(), name)
+
     def __repr__(self) -> str:
         return f"<the job manager: {manager()!r}>"
 
