@@ -299,6 +299,10 @@ class RayBackend:
         except LanternError:
             raise
         except Exception as exc:  # noqa: BLE001
+            from engine.cli.io import UsageError
+
+            if isinstance(exc, UsageError):  # a wrong LANTERN_RAY_ADDRESS: the message says what to do
+                raise JobWorkerError(str(exc)) from exc
             raise JobWorkerError(f"the job could not start on Ray ({type(exc).__name__}: {exc}).") from exc
         channel, task = self._channel, self._task
         key = f"{os.getpid()}-{next(self._keys)}"

@@ -421,3 +421,18 @@ def test_the_default_backend_is_threads_and_nothing_starts_ray():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=180,
                          env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"}, cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_a_ray_address_where_no_head_answers_fails_the_job_with_what_to_do():
+    """LANTERN_RAY_ADDRESS pointing nowhere: the job fails at once with a message; the manager keeps working."""
+    pytest.importorskip("ray")
+    from jobs.runner import make_backend
+
+    manager = JobManager(max_concurrent=1, backend=make_backend("127.0.0.1:9", max_concurrent=1))
+    assert manager.backend.name == "ray"
+    job = manager.wait(manager.submit_job("s", "double", _double, 1), TIMEOUT)
+    assert job.state == FAILED
+    assert job.error.startswith("LANTERN_RAY_ADDRESS 127.0.0.1:9: no Ray head answers there")
+    assert "ray start --head" in job.error
+    plain = manager.wait(manager.submit("s", "plain", lambda job: 42), TIMEOUT)
+    assert plain.state == DONE and plain.result == 42
