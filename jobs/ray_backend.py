@@ -37,7 +37,7 @@ import ray
 
 from engine.errors import LanternError, TrainingCancelled
 from engine.training import CancelToken, TrainingEvent
-from jobs.runner import MAX_EVENTS, Job, JobWorkerError, event_row, lower_thread_priority
+from jobs.runner import Job, JobWorkerError, event_row, lower_thread_priority
 
 logger = logging.getLogger("lantern.jobs")
 
