@@ -38,7 +38,10 @@ if cold:  # first visit after a restart: say so instead of a blank page while th
 
 from ui import data as ui_data  # noqa: E402  (heavy: imports the engine and TensorFlow)
 from ui import forms, session  # noqa: E402
-from ui.runtime import MANAGER, session_id  # noqa: E402
+from ui import runtime  # noqa: E402
+from ui.runtime import session_id  # noqa: E402
+
+runtime.bootstrap()  # the server's start-up, once per process (later runs return at once)
 
 if cold:
     starting.empty()
@@ -51,7 +54,7 @@ with st.sidebar:
     ui_data.sidebar_dataset()  # the page replaces it with the dataset it uses (ui.data.choose_table)
     mine = [job for job in (st.session_state.get(k) for k in st.session_state if str(k).startswith("job::"))
             if job is not None and job.active]
-    stats = MANAGER.stats()
+    stats = runtime.manager().stats()
     st.caption("Session")
     st.markdown(
         f"{len(mine)} job(s) of yours running or queued  \n"

@@ -11,7 +11,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def page(name: str, timeout: float = 120) -> AppTest:
-    """An AppTest for ``pages/<name>.py``."""
+    """An AppTest for ``pages/<name>.py``, with the Streamlit set-up app.py's start-up would have made."""
+    from ui.runtime import prepare_streamlit
+
+    prepare_streamlit()
     return AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=timeout)
 
 

@@ -1,0 +1,87 @@
+"""Page tests with ``LANTERN_RAY_ADDRESS=local``: a training, an explanation and Cancel, as the AppTests in
+tests/app run them, with the server's job manager on a local Ray runtime.
+
+The scenarios are the page tests' own functions, run again here with the Ray-backed manager in place. A page's
+job functions (``training.start_job``) run in Ray workers; jobs a page still starts the old way
+(``training.start``/``start_task``) run in the manager's threads, so the scenarios work either way, and where
+a job did go through ``start_job`` the test checks that it ran on Ray.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.runner import DONE, JobManager
+from tests.app import test_anchors_page as anchors
+from tests.app.helpers import ROOT
+from tests.app import test_tabular_outliers_page as tabular
+from tests.app import test_timeseries_outliers_page as timeseries
+
+pytestmark = [pytest.mark.ray, pytest.mark.app]
+
+
+class RecordingManager(JobManager):
+    """The server's job manager, keeping every job it was given (to check where each one ran)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seen = []
+        self.job_functions = set()
+
+    def submit(self, *args, **kwargs):
+        job = super().submit(*args, **kwargs)
+        self.seen.append(job)
+        return job
+
+    def submit_job(self, owner, label, fn, request, **kwargs):
+        job = super().submit_job(owner, label, fn, request, **kwargs)
+        self.job_functions.add(job.id)
+        return job
+
+
+@pytest.fixture(scope="module")
+def on_ray(ray_backend):
+    """``ui.runtime.manager()`` is a manager on the module's Ray runtime while these tests run."""
+    from ui import runtime
+
+    manager = RecordingManager(max_concurrent=2, max_per_session=2, backend=ray_backend,
+                               is_owner_alive=runtime.session_is_alive)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runtime, "_MANAGER", manager)
+        yield manager
+
+
+def _uses_start_job(page: str) -> bool:
+    return "start_job(" in (ROOT / "pages" / f"{page}.py").read_text()
+
+
+@pytest.fixture
+def jobs_here(on_ray, request):
+    """The jobs one test on page ``request.param`` started; afterwards, those started through ``start_job`` must have run on Ray (and, for
+    a page that calls ``start_job``, at least one did)."""
+    first = len(on_ray.seen)
+    yield on_ray
+    mine = on_ray.seen[first:]
+    assert mine, "the scenario started no job"
+    for job in mine:
+        if job.id in on_ray.job_functions:
+            assert job.where == "ray", (job.label, job.where)
+    if _uses_start_job(request.param):
+        assert any(job.where == "ray" for job in mine), [(job.label, job.where) for job in mine]
+
+
+@pytest.mark.parametrize("jobs_here", ["tabular_outliers"], indirect=True)
+def test_tabular_training_on_ray(jobs_here):
+    tabular.test_train_two_epochs_on_shuttle_then_slider_changes_flagged_count()
+    assert jobs_here.seen[-1].state == DONE
+
+
+@pytest.mark.parametrize("jobs_here", ["anchors"], indirect=True)
+def test_anchors_explanation_on_ray(jobs_here):
+    anchors.test_train_on_adult_then_explain_one_row_shows_rules_precision_coverage_and_examples()
+
+
+@pytest.mark.parametrize("jobs_here", ["timeseries_outliers"], indirect=True)
+def test_cancel_on_ray(jobs_here):
+    timeseries.test_cancel_stops_training_and_keeps_nothing()
+    assert jobs_here.seen[-1].state == "cancelled"
