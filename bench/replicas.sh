@@ -78,8 +78,8 @@ children() {  # direct children of a pid (from /proc)
 }
 
 stop_pids() {  # TERM, wait up to 20 s, then KILL; only the given ids
+    [ $# -gt 0 ] || return 0
     local pids=("$@") deadline
-    [ ${#pids[@]} -gt 0 ] || return 0
     kill -TERM "${pids[@]}" 2>/dev/null || true
     deadline=$((SECONDS + 20))
     while [ $SECONDS -lt $deadline ]; do
@@ -257,12 +257,17 @@ stop() {
         fi
         rm -f "$f"
     done
-    local ray=()
+    local ray=() first=() gcs=() p
     mapfile -t ray < <(ray_pids)
     if [ ${#ray[@]} -gt 0 ]; then
         say "stopping the Ray head (${#ray[@]} processes)"
-        stop_pids "${ray[@]}"
-        # Ray workers are the raylet's children and name our temp dir too; a second pass catches late ones.
+        # The GCS last: the other daemons exit promptly on TERM while it still answers them.
+        for p in "${ray[@]}"; do
+            if [ "$(ray_name "$p")" = gcs_server ]; then gcs+=("$p"); else first+=("$p"); fi
+        done
+        stop_pids "${first[@]}"
+        stop_pids "${gcs[@]}"
+        # Workers the raylet started meanwhile name our temp dir too: a second pass catches them.
         mapfile -t ray < <(ray_pids)
         [ ${#ray[@]} -gt 0 ] && stop_pids "${ray[@]}"
     fi
