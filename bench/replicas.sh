@@ -10,6 +10,8 @@
 #   RAY_PORT [6390]  RAY_CPUS [2] (CPUs the Ray head offers to jobs)  RAY_OBJECT_STORE_MB [256]
 #   STATE [artifacts/replicas] (pid files, logs, the rendered nginx.conf, the shared cookie secret)
 #   Any LANTERN_* variable set when calling the script reaches every replica unchanged (they must match).
+#   LANTERN_MAX_CONCURRENT_JOBS [RAY_CPUS / REPLICAS, at least 1] is per replica: the replicas' slots together
+#   should not exceed the CPUs the Ray cluster offers, or jobs that show "running" wait inside Ray.
 # Needs what `make setup-dev` installs (.venv with Streamlit and Ray); nginx comes from Debian's package and is
 # installed with apt-get when missing (as root, or through sudo). See docs/notes/replicas.md.
 set -euo pipefail
@@ -169,11 +171,12 @@ PY
     echo "$HOST:$RAY_PORT" >"$STATE/ray.address"
     echo "$RAY_TMP" >"$STATE/ray.tmp"
 
+    local slots=${LANTERN_MAX_CONCURRENT_JOBS:-$((RAY_CPUS / REPLICAS > 0 ? RAY_CPUS / REPLICAS : 1))}
     for ((i = 0; i < REPLICAS; i++)); do
         port=$((BASE_PORT + i))
-        say "replica $((i + 1)) on $HOST:$port …"
+        say "replica $((i + 1)) on $HOST:$port ($slots job slots) …"
         # setsid: each replica leads its own process group, which `stop` ends as a whole.
-        LANTERN_RAY_ADDRESS="${LANTERN_RAY_ADDRESS:-$HOST:$RAY_PORT}" LANTERN_REPLICA="$HOST:$port" \
+        LANTERN_RAY_ADDRESS="${LANTERN_RAY_ADDRESS:-$HOST:$RAY_PORT}" LANTERN_MAX_CONCURRENT_JOBS="$slots" \
         STREAMLIT_SERVER_COOKIE_SECRET="$secret" STREAMLIT_BROWSER_GATHER_USAGE_STATS=false PYTHONUNBUFFERED=1 \
             setsid "$PY" -m streamlit run app.py --server.address $HOST --server.port "$port" \
             --server.headless true >"$STATE/replica-$port.log" 2>&1 </dev/null &
