@@ -336,8 +336,9 @@ def ray_label(pid: int) -> str:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         return "ray ?"
-    if argv[0].startswith("ray::"):
-        return "ray worker"
+    if argv[0].startswith("ray::"):  # ray::IDLE, ray::run_job (a job's worker); the agents keep their names
+        name = argv[0].split()[0][5:]
+        return f"ray {name}" if name.endswith("Agent") else "ray worker"
     if re.search(r"python[0-9.]*$", argv[0]):
         script = next((a for a in argv[1:] if a.endswith(".py")), argv[0])
         return "ray " + Path(script).name
