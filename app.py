@@ -7,8 +7,10 @@ Run with ``streamlit run app.py``. This file sets the page config, the navigatio
 import streamlit as st
 
 from ui import data as ui_data
+from ui import runtime
 from ui.runtime import MANAGER, session_id
 
+runtime.bootstrap()  # the server's start-up, once per process (later runs return at once)
 st.set_page_config(page_title="Lantern", page_icon=":material/flare:", layout="wide")
 
 PAGES = {

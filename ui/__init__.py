@@ -1,8 +1,8 @@
 """Shared Streamlit widgets and the job runner behind Lantern's pages.
 
-Pages compose these; only this package and ``pages/`` import streamlit. The modules a job's worker
-process needs (:mod:`ui.workers`, :mod:`ui.tasks`, :mod:`ui.jobs`) do not, and importing this package
-does not pull streamlit in where it is not loaded already.
+Pages compose these; only this package and ``pages/`` import streamlit. :mod:`ui.tasks` does not, and
+importing this package does not pull streamlit in where it is not loaded already (the job runner itself is
+:mod:`jobs.runner`).
 """
 
 import sys

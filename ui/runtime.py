@@ -1,4 +1,10 @@
-"""The process-wide job manager and the current session's identity."""
+"""The server's start-up (:func:`bootstrap`), its job manager (:func:`manager`) and the session's identity.
+
+Importing this module changes nothing: ``app.py`` calls :func:`bootstrap` once per server process (Streamlit
+patches, logging, TensorFlow's thread priority, the garbage collector's freeze and the memory release thread,
+the job manager and its backend). Pages and widgets only call :func:`manager`, which creates the manager on
+first use, so a page run on its own (an AppTest) works too.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +18,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-import keras
 from streamlit.runtime import Runtime
-from streamlit.runtime.app_session import AppSession
-from streamlit.runtime.scriptrunner import script_runner as _script_runner
 from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
-from ui.jobs import Job, JobManager, lower_thread_priority
-from ui.settings import SETTINGS
-from ui.workers import WorkerPool, as_message, process_rss_mib
+from jobs.runner import Job, JobManager, lower_thread_priority, make_backend
+from ui import settings
 
 
 def _keep_keras_state_between_reruns() -> None:
@@ -34,13 +37,12 @@ def _keep_keras_state_between_reruns() -> None:
     (every model belongs to a job or a session), so the clean-up is switched off here, once per
     process.
     """
+    from streamlit.runtime.scriptrunner import script_runner as _script_runner
+
     if getattr(_script_runner, "_lantern_patched", False):
         return
     _script_runner._clean_problem_modules = lambda: None
     _script_runner._lantern_patched = True
-
-
-_keep_keras_state_between_reruns()
 
 
 def _keep_generated_downloads_for_their_session() -> None:
@@ -78,9 +80,6 @@ def _keep_generated_downloads_for_their_session() -> None:
     MediaFileManager._lantern_patched = True
 
 
-_keep_generated_downloads_for_their_session()
-
-
 def _configure_logging() -> None:
     """Job logs (one JSON object per line) go to stderr under the 'lantern' logger."""
     logger = logging.getLogger("lantern")
@@ -90,9 +89,6 @@ def _configure_logging() -> None:
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
-
-
-_configure_logging()
 
 
 def session_id() -> str:
@@ -108,6 +104,14 @@ def session_is_alive(owner: str) -> bool:
     return Runtime.instance().is_active_session(owner)
 
 
+def process_rss_mib(pid: int | str = "self") -> float | None:
+    """Resident memory of process ``pid`` in MiB, from ``/proc`` (None where it cannot be read)."""
+    try:
+        return int(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def rss_mib() -> float:
     """This process's resident memory in MiB (-1 where ``/proc`` is not available)."""
     rss = process_rss_mib()
@@ -116,6 +120,9 @@ def rss_mib() -> float:
 
 def _memory_census() -> dict:
     """What the server holds: RSS, live Streamlit sessions, Keras models, Lantern job results (costly: walks the heap)."""
+    import keras
+    from streamlit.runtime.app_session import AppSession
+
     counts = {"app_sessions": 0, "keras_models": 0, "jobs": 0}
     for obj in gc.get_objects():
         if isinstance(obj, AppSession):
@@ -138,10 +145,6 @@ def _start_memory_log(interval: float) -> None:
                 pass
 
     threading.Thread(target=loop, name="lantern-memory-log", daemon=True).start()
-
-
-if SETTINGS.memory_log_s > 0:  # this module is imported once per server process
-    _start_memory_log(SETTINGS.memory_log_s)
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:
@@ -220,36 +223,76 @@ def _start_tensorflow_at_low_priority(nice: int) -> None:
     thread.join()
 
 
-_start_tensorflow_at_low_priority(SETTINGS.job_nice)  # this module is imported once per server process
-
-if SETTINGS.memory_release_s > 0:  # after TensorFlow started: its objects are frozen too
-    _freeze_startup_objects()
-    _start_memory_release(SETTINGS.memory_release_s)
+_MANAGER: JobManager | None = None
+_LOCK = threading.Lock()
+_BOOTED = False
 
 
-MANAGER = JobManager(
-    max_concurrent=SETTINGS.max_concurrent_jobs,
-    max_per_session=SETTINGS.max_jobs_per_session,
-    max_queue=SETTINGS.max_queue,
-    is_owner_alive=session_is_alive,
-    nice=SETTINGS.job_nice,
-)
+def manager() -> JobManager:
+    """The process-wide job manager, created on first use with the server's limits and backend.
 
-POOL: WorkerPool | None = None
-if SETTINGS.job_processes:
-    POOL = WorkerPool(size=SETTINGS.max_concurrent_jobs, nice=SETTINGS.job_nice, max_tasks=SETTINGS.worker_max_tasks,
-                      idle_recycle_s=SETTINGS.worker_idle_recycle_s)
-    POOL.prestart()  # the workers import TensorFlow while the first visitors look around
-    atexit.register(POOL.close)
+    The backend is Ray where ``LANTERN_RAY_ADDRESS`` is set (Ray itself starts with the first job, or at
+    :func:`bootstrap`), else the server's threads.
+    """
+    global _MANAGER
+    with _LOCK:
+        if _MANAGER is None:
+            limits = settings.SETTINGS
+            _MANAGER = JobManager(
+                max_concurrent=limits.max_concurrent_jobs,
+                max_per_session=limits.max_jobs_per_session,
+                max_queue=limits.max_queue,
+                is_owner_alive=session_is_alive,
+                nice=limits.job_nice,
+                backend=make_backend(limits.ray_address, max_concurrent=limits.max_concurrent_jobs,
+                                     nice=limits.job_nice, time_budget_s=limits.job_time_budget_s),
+            )
+        return _MANAGER
 
 
-def run_task(job: Job, task: str, params: dict, arrays: dict) -> tuple[dict, dict]:
-    """Run the :mod:`ui.tasks` task ``task`` for ``job``: in the job's own thread (the default), or in a worker
-    process with ``LANTERN_JOB_PROCESSES=1``. The task gets the server's job time budget; a worker is killed if
-    it runs past twice that (plus a minute for scoring)."""
-    params = {**params, "time_budget": SETTINGS.job_time_budget_s}
-    if POOL is None:  # the same task, with what it would see and answer through a worker's pipes
-        from ui.tasks import TASKS
+def bootstrap() -> JobManager:
+    """Start the server's process-wide machinery, once (``app.py`` calls it on every run; later calls return).
 
-        return as_message(*TASKS[task](job, *as_message(params, arrays)))
-    return POOL.run(job, task, params, arrays, deadline_s=2 * SETTINGS.job_time_budget_s + 60)
+    Switches off Streamlit's per-rerun Keras clean-up, keeps generated downloads for their session, sends the
+    ``lantern`` logs to stderr, starts TensorFlow's compute pools at the jobs' priority, freezes the start-up
+    objects and starts the memory release (``LANTERN_MEMORY_RELEASE_S``) and log (``LANTERN_MEMORY_LOG_S``)
+    threads, and creates the job manager (starting Ray in the background where ``LANTERN_RAY_ADDRESS`` is set).
+    Returns the job manager.
+    """
+    global _BOOTED
+    with _LOCK:
+        if _BOOTED:
+            booted = True
+        else:
+            booted, _BOOTED = False, True
+    if booted:
+        return manager()
+    limits = settings.SETTINGS
+    _keep_keras_state_between_reruns()
+    _keep_generated_downloads_for_their_session()
+    _configure_logging()
+    if limits.memory_log_s > 0:
+        _start_memory_log(limits.memory_log_s)
+    _start_tensorflow_at_low_priority(limits.job_nice)
+    if limits.memory_release_s > 0:  # after TensorFlow started: its objects are frozen too
+        _freeze_startup_objects()
+        _start_memory_release(limits.memory_release_s)
+    jobs = manager()
+    prestart = getattr(jobs.backend, "prestart", None)
+    if prestart is not None:
+        prestart()  # Ray starts while the first visitors look around
+    atexit.register(jobs.close)
+    return jobs
+
+
+class _Manager:
+    """``MANAGER``: the job manager of :func:`manager`, looked up on each use (created on the first)."""
+
+    def __getattr__(self, name: str):
+        return getattr(manager(), name)
+
+    def __repr__(self) -> str:
+        return f"<the job manager: {manager()!r}>"
+
+
+MANAGER = _Manager()

@@ -35,9 +35,7 @@ class Settings:
     memory_log_s: int = 0
     job_nice: int = 10
     memory_release_s: int = 10
-    job_processes: bool = False
-    worker_max_tasks: int = 25
-    worker_idle_recycle_s: int = 120
+    ray_address: str = ""  # where jobs run: '' (threads of the server), 'local' or a Ray cluster's address
     max_model_mb: int = 100
 
     @property
@@ -65,9 +63,7 @@ def load_settings() -> Settings:
         memory_log_s=max(0, _int_env("LANTERN_MEMORY_LOG_S", 0)),
         job_nice=min(19, max(0, _int_env("LANTERN_JOB_NICE", 10))),
         memory_release_s=max(0, _int_env("LANTERN_MEMORY_RELEASE_S", 10)),
-        job_processes=os.environ.get("LANTERN_JOB_PROCESSES", "0") == "1",
-        worker_max_tasks=max(1, _int_env("LANTERN_WORKER_MAX_TASKS", 25)),
-        worker_idle_recycle_s=max(0, _int_env("LANTERN_WORKER_IDLE_RECYCLE_S", 120)),
+        ray_address=os.environ.get("LANTERN_RAY_ADDRESS", "").strip(),
         max_model_mb=max(1, _int_env("LANTERN_MAX_MODEL_MB", 100)),
     )
 

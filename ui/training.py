@@ -21,8 +21,8 @@ from typing import Any, Callable
 import streamlit as st
 
 from ui import charts
-from ui.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Job, JobLimitError
-from ui.runtime import MANAGER, run_task, session_id
+from jobs.runner import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Job, JobLimitError
+from ui.runtime import MANAGER, manager, session_id
 
 _REFRESH_S = 0.5  # a running job's progress and live loss chart
 _QUEUED_REFRESH_S = 2.0  # a queued job's position: every waiting session reruns this, so it is kept light
@@ -37,14 +37,14 @@ def current(key: str) -> Job | None:
     return st.session_state.get(_state_key(key))
 
 
-def start(key: str, label: str, fn: Callable[[Job], Any], kind: str = "train") -> Job | None:
-    """Submit ``fn`` as a job under ``key``; shows a message and returns None when refused."""
+def _admit(key: str, submit: Callable[[str], Job]) -> Job | None:
+    """``submit(session)`` a job under ``key`` unless one runs there; shows a message and returns None when refused."""
     previous = current(key)
     if previous is not None and previous.active:
         st.warning(f"{previous.label} is still {previous.state}; cancel it first or wait for it to finish.")
         return None
     try:
-        job = MANAGER.submit(session_id(), label, fn, kind=kind)
+        job = submit(session_id())
     except JobLimitError as exc:
         st.warning(str(exc))
         return None
@@ -52,34 +52,49 @@ def start(key: str, label: str, fn: Callable[[Job], Any], kind: str = "train") -
     return job
 
 
+def start(key: str, label: str, fn: Callable[[Job], Any], kind: str = "train") -> Job | None:
+    """Submit ``fn(job)`` as a job under ``key``, run in a thread of the server (for pages not yet on
+    :func:`start_job`); shows a message and returns None when refused."""
+    return _admit(key, lambda owner: manager().submit(owner, label, fn, kind=kind))
+
+
 def start_task(key: str, label: str, task: str, params: dict, arrays: dict,
                finish: Callable[[dict, dict], Any], kind: str = "train") -> Job | None:
-    """Submit the :mod:`ui.tasks` task ``task`` as a job under ``key`` (see :func:`start`).
+    """Submit the :mod:`ui.tasks` task ``task`` as a job under ``key`` (see :func:`start`); being retired.
 
-    The task gets JSON ``params`` and numpy ``arrays`` and runs in the job's thread, or in a worker process
-    with ``LANTERN_JOB_PROCESSES=1`` (:mod:`ui.workers`); ``finish(values, arrays)`` then builds the job's
-    result from its answer, in this process.
+    A thin shim for the pages not yet moved to :func:`start_job`: the task runs in the job's thread with the
+    server's time budget, with ``params`` JSON round-tripped as before; ``finish(values, arrays)`` builds the
+    job's result from its answer.
     """
-    return start(key, label, lambda job: finish(*run_task(job, task, params, arrays)), kind=kind)
+    import json
+
+    import numpy as np
+
+    from ui.settings import SETTINGS
+
+    def run(job: Job) -> Any:
+        from ui.tasks import TASKS
+
+        values = json.loads(json.dumps({**params, "time_budget": SETTINGS.job_time_budget_s}))
+        answer, out = TASKS[task](job, values, {name: np.asarray(array) for name, array in arrays.items()})
+        return finish(json.loads(json.dumps(answer)), out)
+
+    return start(key, label, run, kind=kind)
 
 
 def start_job(key: str, label: str, fn: Callable[[Any, Any], Any], request: Any, *, kind: str = "train",
               context: Any = None) -> Job | None:
-    """Run the job function ``fn(request, progress)`` (see :mod:`jobs`) under ``key``; see :func:`start`.
+    """Run the job function ``fn(request, progress)`` (see :mod:`jobs`) under ``key`` on the job runner.
 
-    ``fn`` is passed by reference; its answer becomes the job's result. ``context`` stays with the job in this
-    process (the page's own data needed to show the answer) and is never sent to where the job runs.
+    ``fn`` is passed by reference and runs where the runner's backend puts it (a thread of the server, or a
+    Ray worker with ``LANTERN_RAY_ADDRESS`` set); its answer becomes the job's result. ``context`` stays with
+    the job in this process (the page's own data needed to show the answer) and is never sent to where the
+    job runs. Shows a message and returns None when refused (see :func:`start`).
     """
     from ui.settings import SETTINGS
 
-    def run(job: Job) -> Any:
-        job.time_budget = SETTINGS.job_time_budget_s
-        return fn(request, job)
-
-    job = start(key, label, run, kind=kind)
-    if job is not None:
-        job.context = context
-    return job
+    return _admit(key, lambda owner: manager().submit_job(owner, label, fn, request, kind=kind, context=context,
+                                                         time_budget=SETTINGS.job_time_budget_s))
 
 
 def outcome(key: str, build: Callable[[Any, Any], Any]) -> Any:

@@ -47,18 +47,48 @@ class RayWorkerError(LanternError, RuntimeError):
     """A Ray worker or node died, or a remote step failed, during a run."""
 
 
-def check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """Refuse an address where no Ray head listens, at once (``ray.init`` would wait for minutes)."""
+def check_reachable(address: str, timeout_s: float = 5.0, *, what: str = "--ray") -> None:
+    """Refuse an address where no Ray head listens, at once (``ray.init`` would wait for minutes).
+
+    ``what`` names the setting that gave the address in the message (``--ray``, ``LANTERN_RAY_ADDRESS``).
+    """
     if address == "auto":
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        raise UsageError(f"--ray {address}: expected 'local', 'auto' or the head node's HOST:PORT (e.g. 10.0.0.5:6379).")
+        raise UsageError(f"{what} {address}: expected 'local', 'auto' or the head node's HOST:PORT (e.g. 10.0.0.5:6379).")
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as exc:
-        raise UsageError(f"--ray {address}: no Ray head answers there ({exc.strerror or exc}); start one with "
+        raise UsageError(f"{what} {address}: no Ray head answers there ({exc.strerror or exc}); start one with "
                          "`ray start --head` or check the address.") from exc
+
+
+def connect(address: str, *, num_cpus: int | None = None, runtime_env: dict | None = None,
+            what: str = "--ray") -> None:
+    """Start a local Ray runtime (``address='local'``, ``num_cpus`` CPU slots) or join the cluster at ``address``.
+
+    The CLI (:func:`ray_runtime`) and the server's job backend (:mod:`jobs.ray_backend`) start Ray the same way:
+    quiet, CPU-only TensorFlow in the workers, a small object store on a local runtime, and an address where
+    no head listens refused at once. ``runtime_env`` adds to the workers' environment (its ``env_vars`` are
+    merged with the quiet ones). Raises :class:`~engine.cli.io.UsageError` naming ``what`` when Ray cannot start.
+    """
+    if address != "local":
+        check_reachable(address, what=what)
+    import ray
+
+    extra = dict(runtime_env or {})
+    env = {**extra, "env_vars": {**_QUIET_ENV, **extra.get("env_vars", {})}}
+    common = dict(log_to_driver=False, configure_logging=True, logging_level="ERROR", runtime_env=env)
+    try:
+        if address == "local":
+            # address="local": always a new runtime, even where RAY_ADDRESS is set or another one runs here.
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                     object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
+        else:
+            ray.init(address=address, **common)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise UsageError(f"{what} {address}: cannot start or reach a Ray runtime ({io._first_line(exc)}).") from exc
 
 
 @contextlib.contextmanager
@@ -66,38 +96,30 @@ def ray_runtime(address: str, workers: int | None) -> Iterator[int]:
     """Start (``'local'``) or join (an address) a Ray runtime for the run; yields the number of workers to use."""
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}.")
-    if address != "local":
-        check_reachable(address)
+    if address == "local":
+        workers = workers or max(1, os.cpu_count() or 1)
+        # One CPU slot per actor plus one for the reading task, so reading never waits for a free actor.
+        connect(address, num_cpus=workers + 1)
+    else:
+        connect(address)
+        workers = workers or 2
     import ray
 
-    common = dict(log_to_driver=False, configure_logging=True, logging_level="ERROR",
-                  runtime_env={"env_vars": _QUIET_ENV})
-    try:
-        if address == "local":
-            workers = workers or max(1, os.cpu_count() or 1)
-            # One CPU slot per actor plus one for the reading task, so reading never waits for a free actor.
-            # address="local": always a new runtime, even where RAY_ADDRESS is set or another one runs here.
-            ray.init(address="local", num_cpus=workers + 1, include_dashboard=False,
-                     object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
-        else:
-            ray.init(address=address, **common)
-            workers = workers or 2
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise UsageError(f"--ray {address}: cannot start or reach a Ray runtime ({io._first_line(exc)}).") from exc
     try:
         yield workers
     finally:
         ray.shutdown()
 
 
-def _threads_per_worker(address: str, workers: int) -> int | None:
+def threads_per_worker(address: str, workers: int) -> int | None:
     """On the local runtime, split this machine's cores between the actors (each TensorFlow would take all)."""
     if address != "local":
         return None
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def _limit_tensorflow_threads(threads: int | None) -> None:
+def limit_tensorflow_threads(threads: int | None) -> None:
+    """Give this process's TensorFlow ``threads`` compute threads (None: unchanged)."""
     if threads is None:
         return
     import tensorflow as tf
@@ -139,7 +161,7 @@ class ScoreActor:
     """One Ray Data worker: the detector built once from the archive's bytes, then batch after batch."""
 
     def __init__(self, archive: bytes, plan, threads: int | None, node_column: bool) -> None:
-        _limit_tensorflow_threads(threads)
+        limit_tensorflow_threads(threads)
         from engine.saving import load_detector
 
         self.detector = load_detector(archive)
@@ -204,7 +226,7 @@ def score_on_ray(archive: bytes, plan, input_path, writer: io.TableWriter, progr
             scored = rows.map_batches(
                 ScoreActor,
                 fn_constructor_kwargs={"archive": archive, "plan": plan, "node_column": node_column,
-                                       "threads": _threads_per_worker(address, workers)},
+                                       "threads": threads_per_worker(address, workers)},
                 batch_size=None, batch_format="pyarrow", zero_copy_batch=True,
                 compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1, max_restarts=0,
             )
@@ -257,7 +279,7 @@ class ExplainActor:
     """One explainer, fitted once per actor on the training rows; explains a batch of rows per call."""
 
     def __init__(self, model_bytes: bytes, model_name: str, spec, X_train, threads: int | None) -> None:
-        _limit_tensorflow_threads(threads)
+        limit_tensorflow_threads(threads)
         from engine.cli.explain import build_explainer, model_on_worker
 
         self.spec = spec
@@ -287,7 +309,7 @@ def explain_on_ray(model_path, spec, X_train, batches, writer, progress, *, addr
         remote = ray.remote(ExplainActor).options(**options)
         model_bytes = Path(model_path).read_bytes()
         train_ref = ray.put(X_train)
-        threads = _threads_per_worker(address, workers)
+        threads = threads_per_worker(address, workers)
         actors = [remote.remote(model_bytes, Path(model_path).name, spec, train_ref, threads)
                   for _ in range(workers)]
         pool = ActorPool(actors)

@@ -116,21 +116,7 @@ def _adversarial_with(at, name: str, data: bytes):
     return job.result
 
 
-@pytest.fixture(params=["threads", "workers"])
-def job_runner(request, monkeypatch):
-    """Jobs in the server's threads (the default), or in a worker process (``LANTERN_JOB_PROCESSES=1``): the
-    uploaded model travels to the task as its file's bytes and is loaded again there."""
-    from ui import runtime
-    from ui.workers import WorkerPool
-
-    pool = WorkerPool(size=1) if request.param == "workers" else None
-    monkeypatch.setattr(runtime, "POOL", pool)
-    yield pool
-    if pool is not None:
-        pool.close()
-
-
-def test_adversarial_detection_distils_from_an_onnx_teacher_and_runs_a_transfer_attack(job_runner):
+def test_adversarial_detection_distils_from_an_onnx_teacher_and_runs_a_transfer_attack():
     at = page("adversarial")
     at.run()
     det_run = _adversarial_with(at, "digits_logistic.onnx", own_models.digits_logistic_onnx())
@@ -156,8 +142,6 @@ def test_adversarial_detection_distils_from_an_onnx_teacher_and_runs_a_transfer_
     assert 0 <= run.result.harmful_rate <= 1 and len(run.scores_adv) == 200
     assert not [b for b in at.get("download_button") if b.proto.label == "Detector archive"]
     assert any("No detector archive for an uploaded model" in c.value for c in at.caption)
-    if job_runner is not None:
-        assert job_runner.tasks_run == 2  # the distillation and the attack ran in the worker
 
 
 def test_a_garbage_model_file_gets_a_clear_error_and_the_page_keeps_working():

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import ui.runtime
-from ui.jobs import CANCELLED, DONE, RUNNING, JobManager
+from jobs.runner import CANCELLED, DONE, RUNNING, JobManager
 from ui.runtime import release_free_memory, rss_mib, session_is_alive
 from ui.settings import load_settings
 
@@ -139,9 +139,10 @@ def test_the_admission_limit_is_sized_to_the_cores_and_read_from_the_environment
 @pytest.mark.skipif(not hasattr(os, "setpriority"), reason="thread priorities are a Linux feature")
 @pytest.mark.parametrize("nice", ["7", "0"])
 def test_a_fresh_server_process_runs_tensorflows_compute_threads_at_the_job_priority(nice):
-    """In a new process (as `streamlit run` is), importing the runtime starts TensorFlow's pools at LANTERN_JOB_NICE."""
+    """In a new process (as `streamlit run` is), the start-up starts TensorFlow's pools at LANTERN_JOB_NICE."""
     probe = (
         "import glob, os, ui.runtime\n"
+        "ui.runtime.bootstrap()\n"
         "for task in glob.glob(f'/proc/{os.getpid()}/task/*'):\n"
         "    if open(task + '/comm').read().strip() == 'tf_Compute':\n"
         "        print(open(task + '/stat').read().rsplit(')', 1)[1].split()[16])\n"
@@ -161,6 +162,7 @@ def test_memory_freed_by_ended_sessions_goes_back_to_the_operating_system(monkey
     """What a closed session leaves: freed blocks inside the C heap, which RSS still counts until trimmed."""
     monkeypatch.delenv("LANTERN_MEMORY_RELEASE_S", raising=False)
     assert load_settings().memory_release_s == 10  # on by default
+    ui.runtime.bootstrap()  # as app.py does (once per process)
     assert any(t.name == "lantern-memory-release" for t in threading.enumerate())
     release_free_memory()
     before = rss_mib()
@@ -177,7 +179,7 @@ def test_memory_freed_by_ended_sessions_goes_back_to_the_operating_system(monkey
 def test_the_memory_census_counts_what_the_server_holds(monkeypatch):
     import keras
 
-    from ui.jobs import Job
+    from jobs.runner import Job
     from ui.runtime import _memory_census
 
     monkeypatch.delenv("LANTERN_MEMORY_LOG_S", raising=False)
@@ -200,7 +202,7 @@ def test_a_full_server_shows_the_queue_position_and_cancel_leaves_the_queue(monk
     """Two other sessions' jobs hold the only slot and the head of the queue: Train says 'position 2'."""
     from tests.app.helpers import no_exceptions, page
 
-    manager = ui.runtime.MANAGER
+    manager = ui.runtime.manager()
     monkeypatch.setattr(manager, "max_concurrent", 1)
     monkeypatch.setattr(manager, "max_per_session", 2)
     release = threading.Event()
@@ -234,7 +236,7 @@ def test_a_queued_job_starts_when_the_slot_frees_and_the_page_shows_its_results(
     """The waiting panel (slow refresh) hands over to the page once the job leaves the queue."""
     from tests.app.helpers import no_exceptions, page, run_until_job_done
 
-    manager = ui.runtime.MANAGER
+    manager = ui.runtime.manager()
     monkeypatch.setattr(manager, "max_concurrent", 1)
     release = threading.Event()
     other = manager.submit("other-session", "other job", lambda job: release.wait(TIMEOUT))
@@ -263,7 +265,7 @@ def test_the_live_loss_chart_reads_events_while_the_job_appends_them():
     """Regression (found by bench/loadtest.py at N=4): the panel drew the loss from ``job.events`` while the job's
     thread appended to it, and pandas raised "Length of values (2) does not match length of index (3)"."""
     from ui.charts import loss_figure
-    from ui.jobs import Job
+    from jobs.runner import Job
 
     job = Job(id=1, owner="a", label="train", kind="train", fn=lambda j: None)
     stop = threading.Event()

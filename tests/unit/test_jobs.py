@@ -1,4 +1,4 @@
-"""The job runner (ui.jobs.JobManager): admission limit, queue, per-session cap, cancel, failures, watchdog.
+"""The job runner (jobs.runner.JobManager) on threads: admission limit, queue, per-session cap, cancel, failures, watchdog.
 
 Fake jobs are gated by threading.Events, so every test decides exactly when each job may finish; no
 test sleeps longer than a few polling intervals.
@@ -19,7 +19,7 @@ import pytest
 from engine.errors import DataError
 from engine.nets import mlp
 from engine.training import TrainingEvent, train
-from ui.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Job, JobLimitError, JobManager
+from jobs.runner import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Job, JobLimitError, JobManager
 
 TIMEOUT = 20  # generous upper bound for a loaded CI machine; tests finish far sooner
 
@@ -350,3 +350,74 @@ def test_a_job_raising_system_exit_fails_and_frees_its_slot():
     assert failed.state == "failed" and "SystemExit" in failed.error
     follow_up = manager.wait(manager.submit("s1", "next", lambda job: "ok"), timeout=10)
     assert follow_up.state == "done" and follow_up.result == "ok"
+
+
+# -- job functions (fn(request, progress)) on the default backend: the job's own thread -------------------------
+def _double(request, progress):
+    progress.set_stage("doubling", 0.5)
+    progress.report({"fraction": 0.9, "message": "nearly"})
+    return {"answer": 2 * request, "budget": progress.time_budget, "cancel": progress.cancel}
+
+
+def _refuse(request, progress):
+    raise DataError("column 'x' has no numbers; pick numeric columns.")
+
+
+def test_a_job_function_runs_in_a_thread_with_the_job_as_its_progress():
+    manager = JobManager(max_concurrent=1)
+    assert manager.backend.name == "thread"
+    context = object()
+    job = manager.wait(manager.submit_job("s", "double", _double, 21, time_budget=7, context=context), TIMEOUT)
+    assert job.state == DONE and job.where == "thread"
+    assert job.result["answer"] == 42 and job.result["budget"] == 7
+    assert job.result["cancel"] is job.cancel  # the engine's token is the job's own
+    assert job.context is context  # kept here, never handed to the function
+    assert (job.fraction, job.message) == (0.9, "nearly") and job.events == [{"fraction": 0.9, "message": "nearly"}]
+
+
+def test_a_job_function_that_fails_fails_only_its_job_and_the_next_one_runs():
+    manager = JobManager(max_concurrent=1)
+    bad = manager.wait(manager.submit_job("s", "bad", _refuse, None), TIMEOUT)
+    good = manager.wait(manager.submit_job("s", "good", _double, 1), TIMEOUT)
+    assert bad.state == FAILED and bad.error == "column 'x' has no numbers; pick numeric columns."
+    assert good.state == DONE and good.result["answer"] == 2
+    assert manager.stats()["running"] == 0
+
+
+def test_job_functions_share_the_limits_of_plain_jobs(gates):
+    manager = JobManager(max_concurrent=1, max_per_session=1)
+    gate = gates()
+    first = manager.submit("s", "gate", gate)
+    with pytest.raises(JobLimitError, match="already have 1 job"):
+        manager.submit_job("s", "double", _double, 1)
+    queued = manager.submit_job("other", "double", _double, 1)
+    assert manager.queue_position(queued) == 1 and queued.state == QUEUED
+    gate.release.set()
+    assert manager.wait(queued, TIMEOUT).state == DONE and manager.wait(first, TIMEOUT).state == DONE
+
+
+def test_the_default_backend_is_threads_and_nothing_starts_ray():
+    """With LANTERN_RAY_ADDRESS unset the server's start-up neither imports Ray nor starts a Ray process; importing
+    the runtime, the job panel or a page's widgets changes nothing until app.py calls bootstrap()."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = (
+        "import gc, sys, threading\n"
+        "import ui.runtime, ui.training, ui.scores\n"
+        "from streamlit.runtime.scriptrunner import script_runner\n"
+        "names = lambda: {t.name for t in threading.enumerate()}\n"
+        "assert not getattr(script_runner, '_lantern_patched', False), 'patched at import'\n"
+        "assert 'lantern-memory-release' not in names() and gc.get_freeze_count() == 0, 'started at import'\n"
+        "assert ui.runtime._MANAGER is None, 'manager made at import'\n"
+        "manager = ui.runtime.bootstrap()\n"
+        "assert ui.runtime.bootstrap() is manager and ui.runtime.manager() is manager\n"
+        "assert script_runner._lantern_patched and 'lantern-memory-release' in names()\n"
+        "assert manager.backend.name == 'thread' and 'ray' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LANTERN_RAY_ADDRESS"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=180,
+                         env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"}, cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
