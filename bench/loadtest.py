@@ -580,6 +580,11 @@ async def configure_and_train(page, name: str) -> None:
     await tid(page, "stFormSubmitButton").locator("button").click()
 
 
+def caption_of(name: str) -> re.Pattern:
+    """The results caption naming this session's file: "load-01.csv · 8 features" (or "8 feature column(s)")."""
+    return re.compile(rf"{re.escape(name)} · {FEATURES} feature")
+
+
 async def wait_for_training(page, result: SessionResult, deadline: float) -> None:
     """Poll (bounded by ``deadline``) for the Results heading, a queue message or a refusal/failure."""
     queued_info = tid(page, "stAlertContentInfo").filter(has_text="is queued (position")
@@ -640,7 +645,7 @@ async def run_session(browser, url: str, index: int, data: bytes, timeout_s: flo
         if result.rejected is None:
             result.trained_s = time.monotonic() - t
             await wait_idle(page)
-            caption = await page.get_by_text(f"{name} · {FEATURES} features").count()
+            caption = await page.get_by_text(caption_of(name)).count()
             if not caption:
                 raise RuntimeError("the results do not name this session's file")
             result.exceptions = max(result.exceptions, await count_exceptions(page))
@@ -683,7 +688,7 @@ async def run_session(browser, url: str, index: int, data: bytes, timeout_s: flo
     if result.completed:
         try:
             still_there = await tid(page, "stHeading").filter(has_text="Results").count()
-            own_caption = await page.get_by_text(f"{name} · {FEATURES} features").count()
+            own_caption = await page.get_by_text(caption_of(name)).count()
             result.lost_result = not (still_there and own_caption and await flagged_now(page) == result.flagged
                                       and result.download_ok)
             result.exceptions = max(result.exceptions, await count_exceptions(page))

@@ -144,6 +144,12 @@ start() {
     fi
     local secret
     secret=$(cat "$STATE/cookie_secret")
+    # Ray 2.60's `ray start` turns token authentication on: the head and every driver (the replicas) read the
+    # same token. Our own file, not ~/.ray/auth_token: other Ray users of this machine keep theirs.
+    if [ ! -s "$STATE/ray_auth_token" ]; then
+        (umask 077; "$PY" -c "import secrets; print(secrets.token_hex(32))" >"$STATE/ray_auth_token")
+    fi
+    export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$STATE/ray_auth_token"
 
     say "Ray head on $HOST:$RAY_PORT ($RAY_CPUS CPUs) …"
     rm -rf "$RAY_TMP"
