@@ -170,9 +170,12 @@ def test_two_sessions_on_two_replicas_train_and_download_from_their_own_replica(
             assert context.request.get(f"http://{other}{path}").status == 404
             page.screenshot(path=str(artifacts / f"replica-{name.rsplit(':', 1)[1]}.png"), full_page=True)
 
-        # Each replica's own job log has its finished training.
+        # Each replica joined the one Ray head (LANTERN_RAY_ADDRESS) and its own job log has its finished training.
+        ray_address = (state / "ray.address").read_text().strip()
         for name in names:
             log = (state / f"replica-{name.rsplit(':', 1)[1]}.log").read_text(errors="replace")
+            assert f'"event": "ray_started", "address": "{ray_address}"' in log, f"{name} did not join Ray"
+            assert "could not start Ray" not in log
             assert '"event": "finished"' in log and '"outcome": "done"' in log, f"no finished job in {name}'s log"
     finally:
         for _, context, _ in sessions:
