@@ -57,3 +57,8 @@ bench-scale: setup-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache artifacts
+
+# Two replicas behind nginx with sticky sessions and a local Ray head (bench/replicas.sh; `bench/replicas.sh stop`).
+.PHONY: replicas
+replicas: setup-dev
+	bench/replicas.sh start

@@ -48,8 +48,19 @@ Run::
     .venv/bin/python bench/loadtest.py --quick              # N = 2, short waits: a smoke test
     .venv/bin/python bench/loadtest.py --sessions 4 8 --write-doc
 
+Through nginx in front of replicas (``bench/replicas.sh`` starts them; see ``docs/notes/replicas.md``)::
+
+    bench/replicas.sh && .venv/bin/python bench/loadtest.py --url http://127.0.0.1:8600 --sessions 8
+
+With ``--url`` no server is started: each session also records the replica nginx sends it to (the
+``X-Lantern-Upstream`` header nginx adds, asked with the session's cookies) and fetches its download URL
+once more through nginx (it must come from the same replica, with the same bytes); RSS is summed and
+reported per process over the replicas, nginx and the Ray head; the job log lines come from every
+replica's log.
+
 Results: a markdown table on stdout, ``bench/results/loadtest.json``; with ``--write-doc`` the
-measured tables replace the marked section of ``docs/RELIABILITY.md``.
+measured tables replace the marked section of ``docs/RELIABILITY.md`` (with ``--url``:
+``bench/results/loadtest_replicas.json`` and ``docs/notes/replicas.md``).
 """
 
 from __future__ import annotations
@@ -82,6 +93,7 @@ from machine_info import cpu_model
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "RELIABILITY.md"
+REPLICAS_DOC = ROOT / "docs" / "notes" / "replicas.md"  # --write-doc with --url
 CHROMIUM = Path(os.environ.get("LANTERN_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -205,16 +217,10 @@ class Server:
         return max(values) if values else None
 
     def job_events(self, since: float = 0.0, until: float = float("inf")) -> list[dict]:
-        """The server's ``lantern.jobs`` JSON lines with their time (epoch seconds), in order."""
-        events = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            match = LOG_LINE.match(line)
-            if not match:
-                continue
-            stamp = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            if since <= stamp <= until:
-                events.append({"t": stamp, **json.loads(match.group(2))})
-        return events
+        return read_job_events(self.log_path, since, until)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None and health(self.url) == "ok"
 
     def stop(self) -> None:
         self._stop.set()
@@ -226,6 +232,151 @@ class Server:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=20)
+
+
+def read_job_events(log_path: Path, since: float = 0.0, until: float = float("inf")) -> list[dict]:
+    """The ``lantern.jobs`` JSON lines of a server log with their time (epoch seconds), in order."""
+    events = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        match = LOG_LINE.match(line)
+        if not match:
+            continue
+        stamp = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        if since <= stamp <= until:
+            events.append({"t": stamp, **json.loads(match.group(2))})
+    return events
+
+
+class Deployment:
+    """A running set-up reached at ``url`` (``--url``): nginx in front of replicas, as ``bench/replicas.sh`` starts.
+
+    Offers what the rounds use of :class:`Server`. RSS is the sum over every process of the set-up (each
+    replica and its descendants, nginx, every process of the Ray head), sampled every 0.5 s; ``parts_now``
+    and ``peaks`` give it per process. The job log is every replica's ``lantern.jobs`` lines, each marked
+    with its replica. The set-up is left running (``bench/replicas.sh stop`` ends it).
+    """
+
+    def __init__(self, url: str, state: Path):
+        self.url = url.rstrip("/")
+        self.state = state
+        if health(self.url) != "ok":
+            raise SystemExit(f"{self.url}/_stcore/health does not answer ok (start it: bench/replicas.sh)")
+        self.replicas = {f"{HOST}:{p.stem.split('-', 1)[1]}": int(p.read_text()) for p in sorted(state.glob("replica-*.pid"))}
+        if not self.replicas:
+            raise SystemExit(f"no replica-*.pid in {state}: --replicas-state must name bench/replicas.sh's STATE")
+        self.log_path = state  # the replicas' logs: replica-PORT.log
+        self.samples: list[tuple[float, float]] = []
+        self.peaks: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+        self._sampler.start()
+
+    def processes(self) -> list[tuple[str, int]]:
+        """(label, pid) of every process of the set-up: replicas, nginx, the Ray head's processes."""
+        found = []
+        for name, pid in self.replicas.items():
+            found.append((f"replica {name}", pid))
+            found += [(f"replica {name} child", c) for c in descendants(pid)]
+        nginx_pid = self.state / "nginx" / "nginx.pid"
+        if nginx_pid.exists():
+            pid = int(nginx_pid.read_text())
+            found += [("nginx", pid)] + [("nginx", c) for c in descendants(pid)]
+        ray_tmp = (self.state / "ray.tmp").read_text().strip() if (self.state / "ray.tmp").exists() else None
+        if ray_tmp:
+            roots = []
+            for entry in Path("/proc").iterdir():
+                try:
+                    if entry.name.isdigit() and ray_tmp.encode() in (entry / "cmdline").read_bytes():
+                        roots.append(int(entry.name))
+                except OSError:
+                    continue
+            pids = set(roots) | {c for r in roots for c in descendants(r)}
+            found += [(ray_label(pid), pid) for pid in sorted(pids)]
+        return found
+
+    def parts_now(self) -> dict:
+        """RSS per process in MiB: ``{"processes": [[label, pid, MiB], ...]}``."""
+        rows = [[label, pid, rss_mb(pid)] for label, pid in self.processes()]
+        return {"processes": [[label, pid, round(v, 1)] for label, pid, v in rows if v is not None]}
+
+    def rss_now(self) -> float | None:
+        return sum(v for _, _, v in self.parts_now()["processes"]) or None
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            rows = self.parts_now()["processes"]
+            if rows:
+                self.samples.append((time.time(), sum(v for _, _, v in rows)))
+                for label, total in group_rss(rows).items():
+                    self.peaks[label] = max(self.peaks.get(label, 0.0), total)
+            self._stop.wait(0.5)
+
+    def peak_between(self, start: float, end: float) -> float | None:
+        values = [v for t, v in self.samples if start <= t <= end]
+        return max(values) if values else None
+
+    def job_events(self, since: float = 0.0, until: float = float("inf")) -> list[dict]:
+        events = []
+        for name in self.replicas:
+            log = self.state / f"replica-{name.rsplit(':', 1)[1]}.log"
+            if log.exists():
+                events += [{**e, "replica": name} for e in read_job_events(log, since, until)]
+        return sorted(events, key=lambda e: e["t"])
+
+    def alive(self) -> bool:
+        return health(self.url) == "ok" and all(health(f"http://{name}") == "ok" for name in self.replicas)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def ray_label(pid: int) -> str:
+    """'ray raylet', 'ray gcs_server', 'ray monitor.py', 'ray worker' (``ray::IDLE``, ``ray::<task>``), ..."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return "ray ?"
+    if argv[0].startswith("ray::"):  # ray::IDLE, ray::run_job (a job's worker); the agents keep their names
+        name = argv[0].split()[0][5:]
+        return f"ray {name}" if name.endswith("Agent") else "ray worker"
+    if re.search(r"python[0-9.]*$", argv[0]):
+        script = next((a for a in argv[1:] if a.endswith(".py")), argv[0])
+        return "ray " + Path(script).name
+    return "ray " + Path(argv[0]).name
+
+
+def group_rss(rows: list) -> dict[str, float]:
+    """Sum of RSS per label (several Ray workers, nginx's master and worker), in MiB."""
+    totals: dict[str, float] = {}
+    for label, _, value in rows:
+        totals[label] = totals.get(label, 0.0) + value
+    return totals
+
+
+ROUTE_COOKIE = "lantern_route"  # bench/nginx/lantern.conf.template hashes it to pick the replica
+
+
+def route_cookies(url: str, replicas: list[str], tries: int = 200) -> dict[str, str]:
+    """A route cookie value for each replica: random values, asked of nginx until each replica answered one."""
+    found: dict[str, str] = {}
+    rng = np.random.default_rng()
+    for _ in range(tries):
+        value = rng.bytes(16).hex()
+        request = urllib.request.Request(f"{url}/_stcore/health", headers={"Cookie": f"{ROUTE_COOKIE}={value}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            found.setdefault(response.headers.get("X-Lantern-Upstream", "?"), value)
+        if all(r in found for r in replicas):
+            break
+    return {r: found[r] for r in replicas if r in found}
+
+
+async def upstream_of(context, url: str) -> str | None:
+    """The replica nginx sends this browser context to (its ``X-Lantern-Upstream`` answer header), or None."""
+    try:
+        response = await context.request.get(f"{url}/_stcore/health", timeout=30_000)
+        return response.headers.get("x-lantern-upstream")
+    except Exception:
+        return None
 
 
 def summarise_jobs(events: list[dict]) -> dict:
@@ -293,6 +444,9 @@ class SessionResult:
     lost_result: bool = False
     train_clicked_at: float | None = None
     finished_at: float | None = None
+    replica: str | None = None  # behind nginx (--url): the replica this session's requests went to
+    download_replica: str | None = None  # ... and the one that answered the download URL fetched again
+    download_refetch_ok: bool | None = None  # that second fetch returned the same file
 
 
 async def wait_idle(page, *, after_action: bool = False, timeout: float = STEP_TIMEOUT_MS) -> None:
@@ -426,6 +580,11 @@ async def configure_and_train(page, name: str) -> None:
     await tid(page, "stFormSubmitButton").locator("button").click()
 
 
+def caption_of(name: str) -> re.Pattern:
+    """The results caption naming this session's file: "load-01.csv · 8 features" (or "8 feature column(s)")."""
+    return re.compile(rf"{re.escape(name)} · {FEATURES} feature")
+
+
 async def wait_for_training(page, result: SessionResult, deadline: float) -> None:
     """Poll (bounded by ``deadline``) for the Results heading, a queue message or a refusal/failure."""
     queued_info = tid(page, "stAlertContentInfo").filter(has_text="is queued (position")
@@ -457,11 +616,15 @@ async def wait_for_training(page, result: SessionResult, deadline: float) -> Non
 
 
 async def run_session(browser, url: str, index: int, data: bytes, timeout_s: float,
-                      done: asyncio.Barrier | None, slider_timeout_ms: int = 60_000) -> tuple[SessionResult, object]:
+                      done: asyncio.Barrier | None, slider_timeout_ms: int = 60_000,
+                      route: str | None = None) -> tuple[SessionResult, object]:
+    """One visitor's flow (see the module docstring); ``route``: a route cookie that sends it to one replica."""
     name = f"load-{index:02d}.csv"
     result = SessionResult(index=index, file=name)
     deadline = time.monotonic() + timeout_s
     context = await browser.new_context(viewport={"width": 1440, "height": 1100}, accept_downloads=True)
+    if route is not None:
+        await context.add_cookies([{"name": ROUTE_COOKIE, "value": route, "url": url}])
     context.set_default_timeout(STEP_TIMEOUT_MS)
     page = await context.new_page()
 
@@ -469,6 +632,7 @@ async def run_session(browser, url: str, index: int, data: bytes, timeout_s: flo
         t = time.monotonic()
         await open_app(page, url)
         result.first_page_s = time.monotonic() - t
+        result.replica = await upstream_of(context, url)
         t = time.monotonic()
         await upload_csv(page, name, data)
         await tid(page, "stHeading").filter(has_text=f"Active dataset: {name}").wait_for(state="visible")
@@ -481,7 +645,7 @@ async def run_session(browser, url: str, index: int, data: bytes, timeout_s: flo
         if result.rejected is None:
             result.trained_s = time.monotonic() - t
             await wait_idle(page)
-            caption = await page.get_by_text(f"{name} · {FEATURES} features").count()
+            caption = await page.get_by_text(caption_of(name)).count()
             if not caption:
                 raise RuntimeError("the results do not name this session's file")
             result.exceptions = max(result.exceptions, await count_exceptions(page))
@@ -498,7 +662,12 @@ async def run_session(browser, url: str, index: int, data: bytes, timeout_s: flo
             async with page.expect_download(timeout=STEP_TIMEOUT_MS) as info:
                 await tid(page, "stDownloadButton").filter(has_text="Scores CSV").locator("button").click()
             download = await info.value
-            scores = pd.read_csv(io.BytesIO(Path(await download.path()).read_bytes()))
+            body = Path(await download.path()).read_bytes()
+            scores = pd.read_csv(io.BytesIO(body))
+            if result.replica is not None:  # behind nginx: the download URL, fetched again, comes from our replica
+                again = await context.request.get(download.url, timeout=60_000)
+                result.download_replica = again.headers.get("x-lantern-upstream")
+                result.download_refetch_ok = again.ok and await again.body() == body
             result.download_rows = len(scores)
             result.download_ok = (len(scores) == ROWS and {"instance_score", "is_outlier"} <= set(scores.columns)
                                   and int(scores["is_outlier"].sum()) == result.flagged)
@@ -519,7 +688,7 @@ async def run_session(browser, url: str, index: int, data: bytes, timeout_s: flo
     if result.completed:
         try:
             still_there = await tid(page, "stHeading").filter(has_text="Results").count()
-            own_caption = await page.get_by_text(f"{name} · {FEATURES} features").count()
+            own_caption = await page.get_by_text(caption_of(name)).count()
             result.lost_result = not (still_there and own_caption and await flagged_now(page) == result.flagged
                                       and result.download_ok)
             result.exceptions = max(result.exceptions, await count_exceptions(page))
@@ -677,11 +846,24 @@ def round_summary(n: int, results: list[SessionResult], server: Server, info: di
                    "at_close": server.peak_between(info["closed"] - 1, info["closed"] + 1),
                    "after": server.rss_now(), "after_wait_s": after_wait},
         "jobs": summarise_jobs(events),
+        "replicas": replica_summary(results, events),
         "load_avg_before": info["load_before"],
         "load_avg_after": os.getloadavg(),
         "wall_s": round(info["closed"] - info["start"], 1),
         "session_details": [asdict(r) for r in results],
     }
+
+
+def replica_summary(results: list[SessionResult], events: list[dict]) -> dict | None:
+    """Behind nginx: sessions, jobs and checked downloads per replica (None for one server)."""
+    if not any(r.replica for r in results):
+        return None
+    names = sorted({r.replica or "?" for r in results} | {e["replica"] for e in events if "replica" in e})
+    return {name: {"sessions": sum((r.replica or "?") == name for r in results),
+                   "jobs_finished": sum(e.get("replica") == name and e["event"] == "finished" for e in events),
+                   "downloads_from_own_replica": sum(r.replica == name and r.download_replica == name
+                                                     and bool(r.download_refetch_ok) for r in results)}
+            for name in names}
 
 
 # -- reporting -------------------------------------------------------------------------------------
@@ -726,6 +908,15 @@ def markdown_tables(report: dict) -> str:
         lines.append(f"| {r['sessions']} | {fmt(started.get('p50'), 0)} / {fmt(started.get('p95'), 0)} | "
                      f"{fmt(finished.get('p50'), 0)} / {fmt(finished.get('p95'), 0)} | "
                      f"{fmt(r['slider_ms']['p50'], 0)} / {fmt(r['slider_ms']['p95'], 0)} |")
+    if any(r.get("replicas") for r in rows):
+        lines += ["", "Behind nginx (sticky sessions; the replica is nginx's `X-Lantern-Upstream` answer for the session's "
+                      "cookie; a download counts when its URL, fetched again, came from that replica with the same bytes):",
+                  "", "| N | replica | sessions | jobs finished | downloads from the session's replica |",
+                  "|---|---|---|---|---|"]
+        for r in rows:
+            for name, v in (r.get("replicas") or {}).items():
+                lines.append(f"| {r['sessions']} | {name} | {v['sessions']} | {v['jobs_finished']} | "
+                             f"{v['downloads_from_own_replica']} |")
     if any(r.get("observer_slider_ms", {}).get("n") for r in rows):
         lines += ["", f"Observer (one more visitor whose browser has the CPU priority of a remote visitor's own machine; "
                       f"the N sessions' browsers run at nice {report.get('visitor_nice', 0)}):", "",
@@ -751,6 +942,18 @@ def markdown_tables(report: dict) -> str:
         lines.append(f"| after Streamlit's 2-min session TTL + a probe session ({memory['ttl_wait_s']:.0f} s) | "
                      f"{fmt(memory['after_ttl_mb'], 0)} ({change:+.1f} % vs warm baseline)"
                      f"{parts(memory.get('after_ttl_parts'))} |")
+    if (memory.get("baseline_parts") or {}).get("processes"):
+        lines += ["", "| RSS per process (MiB; several processes of one kind summed, count in brackets) |"
+                      " warm baseline | peak over all rounds | end of the run |", "|---|---|---|---|"]
+        base = group_rss(memory["baseline_parts"]["processes"])
+        end = group_rss((memory.get("after_ttl_parts") or memory.get("end_parts") or {}).get("processes", []))
+        count = lambda rows, label: sum(row[0] == label for row in rows)
+        end_rows = (memory.get("after_ttl_parts") or memory.get("end_parts") or {}).get("processes", [])
+        peaks = memory.get("peak_parts", {})
+        for label in sorted(set(base) | set(end) | set(peaks)):
+            n = max(count(memory["baseline_parts"]["processes"], label), count(end_rows, label))
+            lines.append(f"| {label}{f' ({n})' if n > 1 else ''} | {fmt(base.get(label), 0)} | "
+                         f"{fmt(peaks.get(label), 0)} | {fmt(end.get(label), 0)} |")
     return "\n".join(lines)
 
 
@@ -784,11 +987,15 @@ async def main_async(args) -> dict:
 
     if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
         raise SystemExit(f"Chromium not found at {CHROMIUM} (set LANTERN_CHROMIUM); no browser is downloaded.")
-    log_path = ROOT / "artifacts" / "loadtest" / "server.log"
-    server = Server(log_path)
+    if args.url:  # a running set-up (bench/replicas.sh): nginx in front of replicas
+        server = Deployment(args.url, args.replicas_state)
+        log_path = server.state
+    else:
+        log_path = ROOT / "artifacts" / "loadtest" / "server.log"
+        server = Server(log_path)
     report: dict = {"command": "bench/loadtest.py " + " ".join(sys.argv[1:]), "machine": machine(),
                     "started": datetime.now().isoformat(timespec="seconds"), "rows": ROWS, "features": FEATURES,
-                    "train_rows": TRAIN_ROWS, "epochs": EPOCHS, "server_log": str(log_path.relative_to(ROOT)),
+                    "train_rows": TRAIN_ROWS, "epochs": EPOCHS, "server_log": os.path.relpath(log_path, ROOT),
                     "rounds": [], "memory": {}}
     try:
         report["memory"]["cold_mb"] = server.rss_now()
@@ -803,9 +1010,16 @@ async def main_async(args) -> dict:
             observer_browser = observer_context = observer = None
             try:
                 print("warm-up session …", flush=True)
-                warm, context = await run_session(browser, server.url, 0, session_csv(0), args.session_timeout, None)
-                await context.close()
-                report["warmup"] = asdict(warm)
+                if isinstance(server, Deployment):  # one warm-up session on each replica, at once
+                    routes = route_cookies(server.url, list(server.replicas))
+                    warm_ups = await asyncio.gather(*(
+                        run_session(browser, server.url, 0, session_csv(0), args.session_timeout, None, route=route)
+                        for route in routes.values()))
+                else:
+                    warm_ups = [await run_session(browser, server.url, 0, session_csv(0), args.session_timeout, None)]
+                for warm, context in warm_ups:
+                    await context.close()
+                report["warmup"] = [asdict(warm) for warm, _ in warm_ups]
                 await asyncio.sleep(args.after_wait)
                 report["memory"]["baseline_mb"] = server.rss_now()
                 report["memory"]["baseline_parts"] = server.parts_now()
@@ -853,7 +1067,11 @@ async def main_async(args) -> dict:
                     await observer_browser.close()
         report["memory"]["peak_mb"] = max((v for _, v in server.samples), default=None)
         report["jobs_total"] = summarise_jobs(server.job_events())
-        report["server_alive_at_end"] = server.process.poll() is None and health(server.url) == "ok"
+        report["server_alive_at_end"] = server.alive()
+        if isinstance(server, Deployment):
+            report["deployment"] = {"url": server.url, "replicas": list(server.replicas)}
+            report["memory"]["peak_parts"] = dict(server.peaks)
+            report["memory"]["end_parts"] = server.parts_now()
     finally:
         server.stop()
     return report
@@ -872,10 +1090,17 @@ def main() -> None:
                              "machines (0: same priority as the server, i.e. everything shares the cores)")
     parser.add_argument("--no-observer", dest="observer", action="store_false",
                         help="skip the observer visitor that moves its slider all through each round")
+    parser.add_argument("--url", help="drive a running set-up instead of starting a server, e.g. nginx in front of "
+                                       "replicas from bench/replicas.sh (http://127.0.0.1:8600)")
+    parser.add_argument("--replicas-state", type=Path, default=ROOT / "artifacts" / "replicas",
+                        help="with --url: bench/replicas.sh's STATE folder (pid files and replica logs)")
     parser.add_argument("--write-doc", action="store_true", help="replace the measured tables in docs/RELIABILITY.md")
-    parser.add_argument("--out", type=Path, default=RESULTS / "loadtest.json")
+    parser.add_argument("--out", type=Path, help="default bench/results/loadtest.json "
+                                                   "(with --url: loadtest_replicas.json)")
     parser.add_argument("--from-json", type=Path, help="do not run: print (and --write-doc) a saved report")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = RESULTS / ("loadtest_replicas.json" if args.url else "loadtest.json")
     if args.quick:
         args.sessions, args.after_wait, args.ttl_wait = [2], 5, 0
     if args.from_json:
@@ -892,8 +1117,9 @@ def main() -> None:
         m = report["machine"]
         body = (f"Measured {report['started']} on {m['cpu']} × {m['cores']} cores, {m['memory_gb']} GB RAM "
                 f"(`{report['command']}`).\n\n{tables}")
-        replace_section(DOC, "loadtest", body)
-        print(f"updated {DOC.relative_to(ROOT)}")
+        doc, section = (REPLICAS_DOC, "loadtest-replicas") if report.get("deployment") else (DOC, "loadtest")
+        replace_section(doc, section, body)
+        print(f"updated {doc.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
