@@ -48,7 +48,7 @@ Run::
     .venv/bin/python bench/loadtest.py --quick              # N = 2, short waits: a smoke test
     .venv/bin/python bench/loadtest.py --sessions 4 8 --write-doc
 
-Through nginx in front of replicas (``bench/replicas.sh`` starts them; see ``docs/notes/replicas.md``)::
+Through nginx in front of replicas (``bench/replicas.sh`` starts them; see ``docs/REPLICAS.md``)::
 
     bench/replicas.sh && .venv/bin/python bench/loadtest.py --url http://127.0.0.1:8600 --sessions 8
 
@@ -60,7 +60,7 @@ replica's log.
 
 Results: a markdown table on stdout, ``bench/results/loadtest.json``; with ``--write-doc`` the
 measured tables replace the marked section of ``docs/RELIABILITY.md`` (with ``--url``:
-``bench/results/loadtest_replicas.json`` and ``docs/notes/replicas.md``).
+``bench/results/loadtest_replicas.json`` and ``docs/REPLICAS.md``).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@
 #   LANTERN_MAX_CONCURRENT_JOBS [RAY_CPUS / REPLICAS, at least 1] is per replica: the replicas' slots together
 #   should not exceed the CPUs the Ray cluster offers, or jobs that show "running" wait inside Ray.
 # Needs what `make setup-dev` installs (.venv with Streamlit and Ray); nginx comes from Debian's package and is
-# installed with apt-get when missing (as root, or through sudo). See docs/notes/replicas.md.
+# installed with apt-get when missing (as root, or through sudo). See docs/REPLICAS.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
