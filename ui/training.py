@@ -101,30 +101,6 @@ def start(key: str, label: str, fn: Callable[[Job], Any], kind: str = "train") -
     return _admit(key, lambda owner: manager().submit(owner, label, fn, kind=kind))
 
 
-def start_task(key: str, label: str, task: str, params: dict, arrays: dict,
-               finish: Callable[[dict, dict], Any], kind: str = "train") -> Job | None:
-    """Submit the :mod:`ui.tasks` task ``task`` as a job under ``key`` (see :func:`start`); being retired.
-
-    A thin shim for the pages not yet moved to :func:`start_job`: the task runs in the job's thread with the
-    server's time budget, with ``params`` JSON round-tripped as before; ``finish(values, arrays)`` builds the
-    job's result from its answer.
-    """
-    import json
-
-    import numpy as np
-
-    from ui.settings import SETTINGS
-
-    def run(job: Job) -> Any:
-        from ui.tasks import TASKS
-
-        values = json.loads(json.dumps({**params, "time_budget": SETTINGS.job_time_budget_s}))
-        answer, out = TASKS[task](job, values, {name: np.asarray(array) for name, array in arrays.items()})
-        return finish(json.loads(json.dumps(answer)), out)
-
-    return start(key, label, run, kind=kind)
-
-
 def start_job(key: str, label: str, fn: Callable[[Any, Any], Any], request: Any, *, kind: str = "train",
               context: Any = None) -> Job | None:
     """Run the job function ``fn(request, progress)`` (see :mod:`jobs`) under ``key`` on the job runner.
@@ -325,7 +301,7 @@ def compare(key: str, build: Callable[[Any, Any], Any] | None, figures: Callable
         st.dataframe(_comparison(key, figures, build), key=f"compare-figures::{key}")
 
 
-__all__ = ["start", "start_job", "outcome", "previous", "compare", "latest", "previous_job", "start_task", "panel",
+__all__ = ["start", "start_job", "outcome", "previous", "compare", "latest", "previous_job", "panel",
            "current", "result", "forget", "DONE", "FAILED", "CANCELLED", "RUNNING", "QUEUED"]
 
 
