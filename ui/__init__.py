@@ -1,6 +1,6 @@
 """Shared Streamlit widgets and the job runner behind Lantern's pages.
 
-Pages compose these; only this package and ``pages/`` import streamlit. :mod:`ui.tasks` does not, and
+Pages compose these; only this package and ``pages/`` import streamlit. :mod:`jobs` and :mod:`workflows` do not, and
 importing this package does not pull streamlit in where it is not loaded already (the job runner itself is
 :mod:`jobs.runner`).
 """

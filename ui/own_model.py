@@ -67,7 +67,7 @@ class OwnModel:
         return [str(c) for c in self.predictor.class_names]
 
     def as_array(self) -> np.ndarray:
-        """The file's bytes as a uint8 array: how the model travels to a task (see :mod:`ui.tasks`)."""
+        """The file's bytes as a uint8 array: how the model travels to a job (see :mod:`jobs`)."""
         return np.frombuffer(self.data, dtype=np.uint8)
 
 

@@ -281,9 +281,9 @@ def test_python_dash_m_engine_exits_2_with_one_line_for_a_bad_input(tmp_path):
 def test_an_archive_exported_by_the_app_pages_is_scored_by_its_column_names(archives, frame, tmp_path, capsys):
     """The Tabular and Time-series outliers pages export ``to_bytes(threshold=..., feature_names_=columns)``."""
     from engine.saving import detector_to_bytes
-    from ui.tasks import ArchivedDetector
+    from workflows.tabular import DetectorArchive
 
-    held = ArchivedDetector(detector_to_bytes(load_detector(archives["unnamed"])))
+    held = DetectorArchive(detector_to_bytes(load_detector(archives["unnamed"])))
     exported = tmp_path / "from-the-app.lantern.zip"
     exported.write_bytes(held.to_bytes(threshold=1.5, feature_names_=["d", "c", "b", "a"]))
     assert load_detector(exported).feature_names_ == ["d", "c", "b", "a"]
