@@ -117,15 +117,15 @@ def test_trainings_at_the_same_time_keep_separate_jobs_models_and_results(two_tr
     a_job, b_job = alpha.session_state["job::aegmm"], beta.session_state["job::aegmm"]
     assert a_job.state == "done", a_job.error
     assert b_job.state == "done", b_job.error
-    a_run, b_run = a_job.result, b_job.result
+    a_run, b_run = a_job.view, b_job.view  # the page's view of each answer (workflows.tabular.AEGMMRun)
     assert a_run is not b_run and a_run.model is not b_run.model
     assert a_run.model.load().aegmm_ is not b_run.model.load().aegmm_
     assert (a_run.table_name, a_run.columns, len(a_run.scores)) == ("alpha.csv", ["a0", "a1", "a2", "a3"], 240)
     assert (b_run.table_name, b_run.columns, len(b_run.scores)) == ("beta.csv", ["b0", "b1", "b2"], 160)
     assert a_run.labels is not None and b_run.labels is None
     # Each page shows its own results.
-    assert any("alpha.csv · 4 features · 240 rows scored" in c.value for c in alpha.caption)
-    assert any("beta.csv · 3 features · 160 rows scored" in c.value for c in beta.caption)
+    assert any("alpha.csv · 4 feature column(s) (4 model inputs) · 240 rows scored" in c.value for c in alpha.caption)
+    assert any("beta.csv · 3 feature column(s) (3 model inputs) · 160 rows scored" in c.value for c in beta.caption)
     assert not any("alpha.csv" in c.value for c in beta.caption)
     assert {"Precision", "Recall", "F1"} <= {m.label for m in alpha.metric}
     assert "F1" not in {m.label for m in beta.metric}
@@ -133,7 +133,7 @@ def test_trainings_at_the_same_time_keep_separate_jobs_models_and_results(two_tr
 
 def test_one_sessions_slider_and_bad_upload_do_not_touch_the_other(two_trained_sessions):
     alpha, beta = two_trained_sessions
-    b_flagged, b_threshold = flagged(beta), beta.session_state["job::aegmm"].result.threshold
+    b_flagged, b_threshold = flagged(beta), beta.session_state["job::aegmm"].view.threshold
     before = flagged(alpha)
     alpha.slider(key="aegmm:percentile").set_value(60.0).run()
     no_exceptions(alpha)
@@ -142,8 +142,8 @@ def test_one_sessions_slider_and_bad_upload_do_not_touch_the_other(two_trained_s
     no_exceptions(beta)
     assert beta.slider(key="aegmm:percentile").value == 95.0
     assert flagged(beta) == b_flagged
-    assert beta.session_state["job::aegmm"].result.threshold == pytest.approx(b_threshold)
-    assert alpha.session_state["job::aegmm"].result.threshold != pytest.approx(b_threshold)
+    assert beta.session_state["job::aegmm"].view.threshold == pytest.approx(b_threshold)
+    assert alpha.session_state["job::aegmm"].view.threshold != pytest.approx(b_threshold)
 
     # A junk upload in alpha is alpha's problem only.
     alpha.switch_page("pages/data.py")
