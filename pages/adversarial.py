@@ -15,7 +15,7 @@ import jobs.models
 from engine.datasets import get_dataset
 from engine.errors import DataError, ModelError
 from jobs.models import FitSettings
-from ui import charts, downloads, images, own_model, training
+from ui import charts, downloads, hints, images, own_model, training
 from ui import data as ui_data
 from ui.settings import SETTINGS
 from workflows import adversarial as wf
@@ -268,6 +268,7 @@ if clf_run is not None:
                + f"({'one range for all pixels' if data.image_shape else 'per feature'}, from the training rows), "
                f"{len(data.class_names)} classes, split by {data.split}. "
                + " ".join(note[:1].upper() + note[1:] for note in data.notes))
+    hints.convergence(hints.history_loss(clf_run.history), model="classifier")
 
 st.subheader("2 · Distil a detector")
 if clf_run is None:
@@ -303,6 +304,7 @@ if det_run is not None:
                         "class; high agreement keeps false alarms low.")
     cols[1].metric("Temperature", f"{det_run.temperature:g}")
     cols[2].metric("Distillation epochs", f"{det_run.epochs_run}")
+    hints.convergence(hints.history_loss(det_run.history), model="distilled")
 
 st.subheader("3 · Attack the test rows")
 if det_run is None:

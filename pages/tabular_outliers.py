@@ -9,7 +9,7 @@ import streamlit as st
 import jobs.tabular
 from engine.errors import DataError
 from engine.od import OutlierAEGMM
-from ui import archives, charts, downloads, scores, training
+from ui import archives, charts, downloads, hints, scores, training
 from ui import data as ui_data
 from ui.settings import SETTINGS
 from workflows import tabular as wf
@@ -80,6 +80,7 @@ def results(run: wf.AEGMMRun) -> None:
     st.header("Results")
     st.caption(f"{run.table_name} · {len(run.prepared.numeric) + len(run.prepared.categorical)} feature column(s) "
                f"({len(run.columns)} model inputs) · {len(run.scores):,} rows scored")
+    hints.job_convergence(JOB)
     for sentence in (wf.skipped_sentence(run.prepared), wf.unseen_sentence(run.prepared)):
         if sentence:
             st.info(sentence, icon=":material/info:")

@@ -312,3 +312,28 @@ def test_bad_choices_show_a_message_not_an_exception(dataset, change, message):
     no_exceptions(at)
     assert any(message in e.value for e in at.error), [e.value for e in at.error]
     assert "job::adv-classifier" not in at.session_state
+
+
+def _convergence_hints(at):
+    return [w.value for w in at.warning if "until the loss flattens" in w.value]
+
+
+def test_one_epoch_of_either_training_gets_a_convergence_hint_and_the_default_epochs_on_digits_do_not():
+    """Item 10 of issue #20: the classifier and the distilled model each say when they stopped while still learning."""
+    at = page("adversarial")
+    at.run()
+    _train_classifier(at, epochs=1)
+    hints = _convergence_hints(at)
+    assert len(hints) == 1 and hints[0].startswith("Classifier: training stopped after epoch 1")
+    _distil(at, epochs=1)
+    hints = _convergence_hints(at)
+    assert len(hints) == 2 and hints[1].startswith("Distilled model: training stopped after epoch 1")
+    assert "false alarms" in hints[1]
+
+    # The page's defaults (30 and 25 epochs) on digits: both losses have flattened, no hint.
+    job = _train_classifier(at, epochs=30)
+    assert len(job.view.history.loss) == 30
+    assert _convergence_hints(at) == []
+    job = _distil(at, epochs=25)
+    assert len(job.view.history.loss) == 25
+    assert _convergence_hints(at) == []

@@ -265,3 +265,31 @@ def test_the_sidebar_names_the_dataset_the_page_uses():
     sidebar = " ".join(m.value for m in at.sidebar.markdown)
     assert "Shuttle" not in sidebar and "ECG" in sidebar, sidebar
     assert [c.value for c in at.sidebar.caption] == ["Dataset on this page"]
+
+
+def _convergence_hints(at):
+    return [w.value for w in at.warning if "until the loss flattens" in w.value]
+
+
+def test_one_epoch_gets_the_convergence_hint_and_enough_epochs_on_easy_data_do_not():
+    """Item 10 of issue #20: training stopped while the loss still fell fast is called out next to the results."""
+    import numpy as np
+    import pandas as pd
+
+    from engine.ingest import table_from_frame
+    from ui.hints import epoch_losses
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(400, 3)), columns=["a", "b", "c"])
+    at = _page_on(table_from_frame(frame, name="easy.csv"))
+    at.select_slider(key="aegmm:batch").set_value(32)  # many steps per epoch: the loss flattens within 15 epochs
+
+    _train(at, ["a", "b", "c"], epochs=1)
+    hints = _convergence_hints(at)
+    assert len(hints) == 1 and "Training stopped after epoch 1" in hints[0] and "more epochs" in hints[0]
+
+    _train(at, ["a", "b", "c"], epochs=15)
+    job = at.session_state["job::aegmm"]
+    assert len(epoch_losses(job.events)) == 15  # the hint had a whole loss history to judge, and judged it settled
+    assert _convergence_hints(at) == []
+    assert any(m.label == "Flagged rows" for m in at.metric)  # the results (of the 15-epoch run) are on screen
