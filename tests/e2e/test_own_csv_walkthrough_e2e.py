@@ -19,6 +19,7 @@ from tests.e2e.helpers import (
     by_test_id,
     expect_no_exception,
     open_tab,
+    publish_screenshot,
     set_number,
     submit,
     upload_through_file_chooser,
@@ -80,6 +81,19 @@ def test_own_csv_upload_train_threshold_export_and_join_back(page, artifacts):
     after = _flagged(page)
     assert after > before
     page.screenshot(path=str(artifacts / "own_csv_walkthrough.png"), full_page=True)
+    # README pictures: the results with the text feature and the skipped rows, then the flagged rows and the export.
+    results = by_test_id(page, "stHeading").filter(has_text="Results")
+    results.evaluate("heading => heading.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(1_000)
+    page.screenshot(path=str(artifacts / "own_csv_results.png"))
+    publish_screenshot(artifacts / "own_csv_results.png", "own_csv_results.png")
+    page.set_viewport_size({"width": 1440, "height": 1500})
+    by_test_id(page, "stHeading").filter(has_text="Flagged rows").evaluate(
+        "heading => heading.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(1_000)
+    page.screenshot(path=str(artifacts / "own_csv_export.png"))
+    publish_screenshot(artifacts / "own_csv_export.png", "own_csv_export.png")
+    page.set_viewport_size({"width": 1440, "height": 1100})
 
     # 5. Download the scores CSV and join it back to the file with pandas.
     with page.expect_download() as download_info:

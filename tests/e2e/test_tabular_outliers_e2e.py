@@ -73,6 +73,43 @@ def test_screenshot_for_readme(artifacts):
     publish_screenshot(shot, "tabular_outliers.png")
 
 
+def test_stop_and_keep_then_compare_with_the_previous_run_screenshot_for_readme(page, app_url, artifacts):
+    """Train once, then stop a long second run with **Stop and keep**: its results replace the first run's, with
+    the stopped-at-your-request note, the convergence hint and the comparison of the two runs (README picture)."""
+    page.goto(f"{app_url}/tabular_outliers")
+    wait_for_app_idle(page)
+    by_test_id(page, "stExpander").filter(has_text="Model and training settings").click()
+    _set_number(page, "Epochs", 2)
+    _set_number(page, "Train on at most", 3000)
+    by_test_id(page, "stFormSubmitButton").filter(has_text="Train").locator("button").click()
+    by_test_id(page, "stHeading").filter(has_text="Results").wait_for(state="visible", timeout=TRAINING_TIMEOUT_MS)
+    wait_for_app_idle(page)
+    expect(by_test_id(page, "stAlertContentSuccess")).to_contain_text("Train AEGMM finished")
+
+    _set_number(page, "Epochs", 200)
+    by_test_id(page, "stFormSubmitButton").filter(has_text="Train").locator("button").click()
+    stop = by_test_id(page, "stButton").filter(has_text="Stop and keep").locator("button")
+    stop.wait_for(state="visible", timeout=TRAINING_TIMEOUT_MS)
+    page.wait_for_timeout(3_000)  # a few epochs
+    stop.click()
+    stopped = by_test_id(page, "stAlertContentWarning").filter(has_text="was stopped at your request")
+    stopped.wait_for(state="visible", timeout=TRAINING_TIMEOUT_MS)
+    wait_for_app_idle(page)
+    expect_no_exception(page)
+    by_test_id(page, "stExpander").filter(has_text="Compare with the previous run").click()
+    wait_for_app_idle(page)
+    comparison = by_test_id(page, "stExpander").filter(has_text="Compare with the previous run")
+    expect(comparison).to_contain_text("previous run")
+    expect(comparison).to_contain_text("stopped early (kept)")
+    expect(by_test_id(page, "stHeading").filter(has_text="Results")).to_be_visible()
+    stopped.evaluate("alert => alert.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(1_000)
+    shot = artifacts / "tabular_stop_and_compare.png"
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 20_000
+    publish_screenshot(shot, "tabular_stop_and_compare.png")
+
+
 def test_with_jobs_on_ray_the_page_works_the_same(browser, artifacts):
     """``LANTERN_RAY_ADDRESS=local``: the server starts a local Ray runtime at start-up and hands its jobs to it."""
     with serve(artifacts, {"LANTERN_RAY_ADDRESS": "local", "LANTERN_MAX_CONCURRENT_JOBS": "1"}) as (url, server):

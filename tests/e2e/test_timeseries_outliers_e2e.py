@@ -87,8 +87,28 @@ def test_train_move_feature_threshold_and_download_scores(page, app_url, artifac
     expect_no_exception(page)
 
 
+def test_the_page_defaults_rank_the_labelled_anomaly_first(page, app_url, artifacts):
+    """Issue #20 item 11 in the browser: Train with every default; the top-scored window holds the labelled
+    anomaly, and 20 epochs leave no convergence hint. Its screenshot is the README's picture of the page."""
+    page.goto(f"{app_url}/timeseries_outliers")
+    wait_for_app_idle(page)
+    by_test_id(page, "stFormSubmitButton").filter(has_text="Train").locator("button").click()
+    by_test_id(page, "stHeading").filter(has_text="Results").wait_for(state="visible", timeout=600_000)
+    wait_for_app_idle(page)
+    expect_no_exception(page)
+    expect(by_test_id(page, "stAlertContentSuccess")).to_contain_text("20 epoch(s)")
+    expect(by_test_id(page, "stAlertContentWarning").filter(has_text="until the loss flattens")).to_have_count(0)
+    windows = _download(page, "Window scores CSV")
+    assert bool(windows.sort_values("instance_score", ascending=False).iloc[0]["labelled"])
+    page.set_viewport_size({"width": 1440, "height": 2200})
+    by_test_id(page, "stAlertContentSuccess").evaluate("alert => alert.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(1_000)
+    page.screenshot(path=str(artifacts / "timeseries_outliers_defaults.png"))
+    page.set_viewport_size({"width": 1440, "height": 1100})
+
+
 def test_screenshot_for_readme(artifacts):
     """Keep the README's picture of this page in step with the UI (copied from the test above)."""
-    shot = artifacts / "timeseries_outliers.png"
+    shot = artifacts / "timeseries_outliers_defaults.png"
     assert shot.exists() and shot.stat().st_size > 20_000
     publish_screenshot(shot, "timeseries_outliers.png")
