@@ -7,7 +7,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.helpers import by_test_id, expect_no_exception, metric, set_number, submit, wait_for_app_idle
+from tests.e2e.helpers import (by_test_id, expect_no_exception, metric, publish_screenshot, set_number, submit,
+                               wait_for_app_idle)
 
 pytestmark = pytest.mark.e2e
 
@@ -72,3 +73,4 @@ def test_explain_one_adult_row_and_see_rules_precision_and_coverage(page, app_ur
     shot = artifacts / "anchors.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+    publish_screenshot(shot, "anchors.png")

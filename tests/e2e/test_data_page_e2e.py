@@ -16,6 +16,7 @@ from tests.e2e.helpers import (
     error_alerts,
     expect_no_exception,
     open_tab,
+    publish_screenshot,
     select_option,
     upload_through_file_chooser,
     wait_for_app_idle,
@@ -52,6 +53,7 @@ def test_app_loads_on_the_data_page_with_the_default_bundled_dataset(page, artif
     shot = artifacts / "data_page.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+    publish_screenshot(shot, "data_page.png")
 
 
 def test_picking_a_bundled_dataset(page):

@@ -45,7 +45,12 @@ def test_train_threshold_and_download_scores(page, app_url, artifacts):
     before = _flagged(page)
     assert 0 < before < 49_097
     expect(by_test_id(page, "stMetric").filter(has_text="F1")).to_be_visible()
-    page.screenshot(path=str(artifacts / "tabular_outliers.png"), full_page=True)
+    # Streamlit scrolls inside its own container: show the results in a taller viewport, from the run's outcome.
+    page.set_viewport_size({"width": 1440, "height": 1600})
+    by_test_id(page, "stAlertContentSuccess").evaluate("alert => alert.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(1_000)
+    page.screenshot(path=str(artifacts / "tabular_outliers.png"))
+    page.set_viewport_size({"width": 1440, "height": 1100})
 
     # Move the percentile to its minimum with the keyboard: more rows are flagged, from cached scores.
     thumb = by_test_id(page, "stSlider").filter(has_text="Threshold percentile").get_by_role("slider")
@@ -88,7 +93,7 @@ def test_stop_and_keep_then_compare_with_the_previous_run_screenshot_for_readme(
 
     _set_number(page, "Epochs", 200)
     by_test_id(page, "stFormSubmitButton").filter(has_text="Train").locator("button").click()
-    stop = by_test_id(page, "stButton").filter(has_text="Stop and keep").locator("button")
+    stop = page.get_by_role("button", name="Stop and keep").first  # the live panel redraws: a stale copy may linger
     stop.wait_for(state="visible", timeout=TRAINING_TIMEOUT_MS)
     page.wait_for_timeout(3_000)  # a few epochs
     stop.click()
@@ -102,10 +107,13 @@ def test_stop_and_keep_then_compare_with_the_previous_run_screenshot_for_readme(
     expect(comparison).to_contain_text("previous run")
     expect(comparison).to_contain_text("stopped early (kept)")
     expect(by_test_id(page, "stHeading").filter(has_text="Results")).to_be_visible()
+    page.set_viewport_size({"width": 1440, "height": 1300})
     stopped.evaluate("alert => alert.scrollIntoView({block: 'start'})")
+    by_test_id(page, "stMain").evaluate("main => main.scrollBy(0, -90)")  # below the app's top bar
     page.wait_for_timeout(1_000)
     shot = artifacts / "tabular_stop_and_compare.png"
     page.screenshot(path=str(shot))
+    page.set_viewport_size({"width": 1440, "height": 1100})
     assert shot.stat().st_size > 20_000
     publish_screenshot(shot, "tabular_stop_and_compare.png")
 
