@@ -84,6 +84,7 @@ def test_own_csv_upload_train_threshold_export_and_join_back(page, artifacts):
     # README pictures: the results with the text feature and the skipped rows, then the flagged rows and the export.
     results = by_test_id(page, "stHeading").filter(has_text="Results")
     results.evaluate("heading => heading.scrollIntoView({block: 'start'})")
+    by_test_id(page, "stMain").evaluate("main => main.scrollBy(0, -90)")  # the heading below the app's top bar
     page.wait_for_timeout(1_000)
     page.screenshot(path=str(artifacts / "own_csv_results.png"))
     publish_screenshot(artifacts / "own_csv_results.png", "own_csv_results.png")
