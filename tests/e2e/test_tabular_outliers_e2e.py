@@ -118,6 +118,51 @@ def test_stop_and_keep_then_compare_with_the_previous_run_screenshot_for_readme(
     publish_screenshot(shot, "tabular_stop_and_compare.png")
 
 
+def test_a_saved_detector_scores_with_its_threshold_screenshot_for_readme(browser, artifacts):
+    """Trusted mode: download the detector archive, upload it under *Score with a saved detector*, score: the slider
+    starts at the saved threshold and the new scores are drawn against the training scores (README picture)."""
+    from tests.e2e.helpers import upload_through_file_chooser
+
+    with serve(artifacts, {"LANTERN_TRUSTED": "1"}) as (url, _server):
+        context = browser.new_context(viewport={"width": 1440, "height": 1100})
+        context.set_default_timeout(TIMEOUT_MS)
+        page = context.new_page()
+        try:
+            page.goto(f"{url}/tabular_outliers")
+            wait_for_app_idle(page)
+            by_test_id(page, "stExpander").filter(has_text="Model and training settings").click()
+            _set_number(page, "Epochs", 2)
+            _set_number(page, "Train on at most", 3000)
+            by_test_id(page, "stFormSubmitButton").filter(has_text="Train").locator("button").click()
+            by_test_id(page, "stHeading").filter(has_text="Results").wait_for(state="visible",
+                                                                               timeout=TRAINING_TIMEOUT_MS)
+            wait_for_app_idle(page)
+            with page.expect_download() as download_info:
+                by_test_id(page, "stDownloadButton").filter(has_text="Detector archive").locator("button").click()
+            archive = open(download_info.value.path(), "rb").read()
+
+            by_test_id(page, "stExpander").filter(has_text="Score with a saved detector").click()
+            upload_through_file_chooser(page, "aegmm.lantern.zip", archive, "application/zip")
+            by_test_id(page, "stFormSubmitButton").filter(has_text="Score with the saved detector").locator(
+                "button").click()
+            saved_note = page.get_by_text("is where the slider starts").first
+            saved_note.wait_for(state="visible", timeout=TRAINING_TIMEOUT_MS)
+            wait_for_app_idle(page)
+            expect_no_exception(page)
+            expect(by_test_id(page, "stAlertContentSuccess")).to_contain_text("Score with the saved AEGMM finished")
+            page.set_viewport_size({"width": 1440, "height": 1300})
+            by_test_id(page, "stHeading").filter(has_text="Results").evaluate(
+                "heading => heading.scrollIntoView({block: 'start'})")
+            by_test_id(page, "stMain").evaluate("main => main.scrollBy(0, -90)")  # below the app's top bar
+            page.wait_for_timeout(1_000)
+            shot = artifacts / "tabular_saved_detector.png"
+            page.screenshot(path=str(shot))
+            assert shot.stat().st_size > 20_000
+            publish_screenshot(shot, "tabular_saved_detector.png")
+        finally:
+            context.close()
+
+
 def test_with_jobs_on_ray_the_page_works_the_same(browser, artifacts):
     """``LANTERN_RAY_ADDRESS=local``: the server starts a local Ray runtime at start-up and hands its jobs to it."""
     with serve(artifacts, {"LANTERN_RAY_ADDRESS": "local", "LANTERN_MAX_CONCURRENT_JOBS": "1"}) as (url, server):
