@@ -1,10 +1,16 @@
-"""The contract between a job function and whatever runs it."""
+"""The contract between a job function and whatever runs it.
+
+Light on purpose (the engine's types are named for type checkers only): every process that imports a module of
+the ``jobs`` package imports this one, including the Ray channel's actor (:mod:`jobs.channel`), which must not
+pay for TensorFlow.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
-from engine.training import CancelToken, TrainingEvent
+if TYPE_CHECKING:
+    from engine.training import CancelToken, TrainingEvent
 
 Request = TypeVar("Request")
 Answer = TypeVar("Answer")
@@ -16,7 +22,8 @@ class Progress(Protocol):
     Attributes
     ----------
     cancel : CancelToken
-        Set when the visitor pressed Cancel (or left); pass it to the engine's ``fit``/``explain``.
+        Set when the visitor pressed Cancel (or left), or asked to stop and keep the model (``stop()``); pass it
+        to the engine's ``fit``/``explain``.
     time_budget : float or None
         Seconds the server gives one job; pass it to the engine's ``fit``.
     """

@@ -13,17 +13,21 @@ answer in the job's thread, relaying what the task reports:
   when it sends progress (the engine checks it every batch) and stops. A task that ignores it for
   ``cancel_grace_s`` seconds is killed (``ray.cancel(force=True)``: its worker process ends); so is a task
   past the hard deadline (twice the time budget plus a minute).
+- **Stop and keep**: the job's thread sees ``job.cancel.stop_requested`` and puts a stop mark (distinct from
+  Cancel) in the channel; the task's token reads it the same way and calls ``stop()``, so the engine's training
+  ends after the current batch (``history.stopped='stopped'``) and the job answers with the model learned so
+  far. A stopped job is left to answer (no grace-period kill); only the hard deadline still applies.
 - **Isolation**: each task runs in its own worker process (``max_calls=1``: the process exits after the job,
   so its memory goes back to the system), never retried. A worker that crashes, is killed or runs out of
   memory, or a node that leaves the cluster, fails only its own job, with a message (:class:`JobWorkerError`).
 - The answer comes back copied out of Ray's object store (writable arrays, nothing pinned in the store).
 
-This module imports Ray; :mod:`jobs.runner` imports it only when a Ray address is set.
+This module imports Ray; :mod:`jobs.runner` imports it only when a Ray address is set. The channel actor is
+defined in :mod:`jobs.channel`, which imports nothing heavy: its process stays small (no TensorFlow).
 """
 
 from __future__ import annotations
 
-import collections
 import copy
 import itertools
 import logging
@@ -37,63 +41,22 @@ import ray
 
 from engine.errors import LanternError, TrainingCancelled
 from engine.training import CancelToken, TrainingEvent
+from jobs.channel import BUFFER_ROWS as _BUFFER_ROWS
+from jobs.channel import STOP, JobChannel
 from jobs.runner import Job, JobWorkerError, event_row, lower_thread_priority
 
 logger = logging.getLogger("lantern.jobs")
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE_PACKAGES = ("engine", "jobs", "workflows")  # what a cluster's workers import (shipped with the job)
-SYNC_S = 0.25  # how often a task sends its progress and reads the cancel mark
-_BUFFER_ROWS = 2_000
-KILLED_AFTER_CANCEL = "it did not stop after Cancel; its worker process was stopped"  # progress rows a task or the channel holds for one job before thinning the older ones
+SYNC_S = 0.25  # how often a task sends its progress and reads the server's Cancel/Stop mark
+KILLED_AFTER_CANCEL = "it did not stop after Cancel; its worker process was stopped"
 
-
-class JobChannel:
-    """A Ray actor: each running job's progress on its way to the server, and the server's cancel marks."""
-
-    def __init__(self) -> None:
-        self._jobs: dict[str, dict] = {}
-
-    def open(self, key: str) -> None:
-        self._jobs[key] = {"rows": collections.deque(maxlen=_BUFFER_ROWS), "fraction": None, "message": None,
-                           "cancelled": False}
-
-    def push(self, key: str, rows: list[dict], fraction: float | None, message: str | None) -> bool:
-        """Keep a task's progress; answers whether the job should stop (also when the server forgot it)."""
-        state = self._jobs.get(key)
-        if state is None:
-            return True
-        state["rows"].extend(rows)
-        if fraction is not None:
-            state["fraction"] = fraction
-        if message is not None:
-            state["message"] = message
-        return state["cancelled"]
-
-    def drain(self, key: str) -> tuple[list[dict], float | None, str | None]:
-        """What the task reported since the last drain: rows, and the latest fraction and message (or None)."""
-        state = self._jobs.get(key)
-        if state is None:
-            return [], None, None
-        rows = list(state["rows"])
-        state["rows"].clear()
-        fraction, message = state["fraction"], state["message"]
-        state["fraction"] = state["message"] = None
-        return rows, fraction, message
-
-    def cancel(self, key: str) -> None:
-        if key in self._jobs:
-            self._jobs[key]["cancelled"] = True
-
-    def forget(self, key: str) -> None:
-        self._jobs.pop(key, None)
-
-    def size(self) -> int:
-        return len(self._jobs)
+__all__ = ["JobChannel", "RayBackend", "RemoteProgress", "run_job", "KILLED_AFTER_CANCEL"]
 
 
 class _RemoteCancel(CancelToken):
-    """The engine's cancel token inside a task: set once the server's cancel mark has been read."""
+    """The engine's cancel token inside a task: cancelled, or stopped, once the server's mark has been read."""
 
     def __init__(self, sync: Callable[[bool], None]) -> None:
         super().__init__()
@@ -105,6 +68,12 @@ class _RemoteCancel(CancelToken):
             self._sync(False)
         return self._event.is_set()
 
+    @property
+    def stop_requested(self) -> bool:
+        if not self._stop.is_set() and not self._event.is_set():
+            self._sync(False)
+        return self._stop.is_set()
+
     def raise_if_cancelled(self) -> None:
         if self.cancelled:
             raise TrainingCancelled("Training was cancelled.")
@@ -113,8 +82,9 @@ class _RemoteCancel(CancelToken):
 class RemoteProgress:
     """A job function's ``progress`` inside a Ray task (see :class:`jobs.Progress`).
 
-    Events are buffered and sent to the :class:`JobChannel` at most every ``interval`` seconds (the reply
-    carries the cancel mark), so a training loop pays one small round trip a few times a second.
+    Events are buffered and sent to the :class:`~jobs.channel.JobChannel` at most every ``interval`` seconds
+    (the reply carries the server's Cancel or Stop mark), so a training loop pays one small round trip a few
+    times a second.
     """
 
     def __init__(self, channel: Any, key: str, time_budget: float | None, interval: float = SYNC_S) -> None:
@@ -155,10 +125,12 @@ class RemoteProgress:
             rows, fraction, message = self._rows, self._fraction, self._message
             self._rows, self._fraction, self._message = [], None, None
         try:
-            stop = ray.get(self._channel.push.remote(self._key, rows, fraction, message), timeout=30)
+            mark = ray.get(self._channel.push.remote(self._key, rows, fraction, message), timeout=30)
         except Exception:  # noqa: BLE001 - the server is gone or busy: carry on; Ray ends tasks of a gone driver
             return
-        if stop:
+        if mark == STOP:
+            self.cancel.stop()
+        elif mark:  # CANCEL (or anything else a newer channel might say): abandon the run
             self.cancel.cancel()
 
 
@@ -236,7 +208,8 @@ class RayBackend:
     nice : int
         Scheduling priority of the tasks' processes (Linux).
     cancel_grace_s : float
-        Seconds a task may take to stop after Cancel before its worker is killed.
+        Seconds a task may take to stop after Cancel before its worker is killed (not after "Stop and keep": a
+        stopped task is left to answer, within the hard deadline).
     deadline_s : float, optional
         A task still running this many seconds after it started is killed.
     poll_s : float
@@ -317,7 +290,7 @@ class RayBackend:
         ref = task.remote(fn, request, channel, key, job.time_budget, self.nice, threads)
         killed = None
         try:
-            started, cancel_sent = time.monotonic(), None
+            started, cancel_sent, stop_sent = time.monotonic(), None, False
             while True:
                 ready, _ = ray.wait([ref], timeout=self.poll_s)
                 self._drain(channel, key, job)
@@ -327,6 +300,10 @@ class RayBackend:
                 if job.cancel.cancelled and cancel_sent is None:
                     channel.cancel.remote(key)
                     cancel_sent = now
+                elif job.cancel.stop_requested and not stop_sent and cancel_sent is None:
+                    channel.stop.remote(key)  # ends training after the current batch; the job then answers
+                    stop_sent = True
+                    logger.info('{"event": "stop_sent", "job": %d}', job.id)
                 if killed is None and cancel_sent is not None and now - cancel_sent > self.cancel_grace_s:
                     killed = "cancel"
                     job.set_stage(KILLED_AFTER_CANCEL)

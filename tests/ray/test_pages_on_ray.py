@@ -4,16 +4,21 @@ tests/app run them, with the server's job manager on a local Ray runtime.
 The scenarios are the page tests' own functions, run again here with the Ray-backed manager in place. A page's
 job functions (``training.start_job``) run in Ray workers; jobs a page still starts the old way
 (``training.start``/``start_task``) run in the manager's threads, so the scenarios work either way, and where
-a job did go through ``start_job`` the test checks that it ran on Ray.
+a job did go through ``start_job`` the test checks that it ran on Ray. "Stop and keep" runs on the session tests'
+one-job page (tests/app/session_app.py), whose job trains with the engine's loop.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import time
 
 import pytest
 
 from jobs.runner import DONE, JobManager
 from tests.app import test_anchors_page as anchors
-from tests.app.helpers import ROOT
+from tests.app import test_session_persistence as persistence
+from tests.app.helpers import ROOT, metric_value, no_exceptions, run_until_job_done
 from tests.app import test_tabular_outliers_page as tabular
 from tests.app import test_timeseries_outliers_page as timeseries
 
@@ -85,3 +90,23 @@ def test_anchors_explanation_on_ray(jobs_here):
 def test_cancel_on_ray(jobs_here):
     timeseries.test_cancel_stops_training_and_keeps_nothing()
     assert jobs_here.seen[-1].state == "cancelled"
+
+
+def test_stop_and_keep_on_ray_keeps_the_model_trained_so_far(on_ray, monkeypatch):
+    from ui import settings
+
+    monkeypatch.setattr(settings, "SETTINGS", dataclasses.replace(settings.SETTINGS, job_time_budget_s=90))
+    at = persistence.demo()
+    persistence.train(at, persistence.LONG)  # a run that only ends when stopped (or at the time budget)
+    job = at.session_state["job::demo"]
+    deadline = time.time() + 180  # the worker imports TensorFlow first
+    while job.active and not any(e.get("kind") == "epoch" for e in job.events) and time.time() < deadline:
+        time.sleep(0.5)
+    at.run()  # the panel now offers "Stop and keep"
+    no_exceptions(at)
+    at.button(key="stopkeep::demo").click()
+    run_until_job_done(at, "demo")
+    assert job.where == "ray" and job.state == DONE, (job.where, job.state, job.error)
+    assert 1 <= int(metric_value(at, "Epochs trained")) < persistence.LONG
+    assert "stopped: stopped" in persistence.texts(at.caption)  # not "time_budget": the engine saw the Stop
+    assert "stopped at your request" in persistence.texts(at.warning)

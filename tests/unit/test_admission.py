@@ -23,26 +23,8 @@ import pytest
 import ui.runtime
 from jobs.runner import CANCELLED, DONE, RUNNING, JobManager
 from ui.runtime import release_free_memory, rss_mib, session_is_alive
+from tests.unit.job_helpers import TIMEOUT, cancellable, wait_until
 from ui.settings import load_settings
-
-TIMEOUT = 20
-
-
-def wait_until(predicate, timeout=TIMEOUT):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
-
-
-def cancellable(job):
-    deadline = time.time() + TIMEOUT
-    while time.time() < deadline:
-        job.cancel.raise_if_cancelled()
-        time.sleep(0.01)
-    return "ran to the end"
 
 
 class FakeRuntime:

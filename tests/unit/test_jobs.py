@@ -20,8 +20,7 @@ from engine.errors import DataError
 from engine.nets import mlp
 from engine.training import TrainingEvent, train
 from jobs.runner import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Job, JobLimitError, JobManager
-
-TIMEOUT = 20  # generous upper bound for a loaded CI machine; tests finish far sooner
+from tests.unit.job_helpers import TIMEOUT, cancellable, wait_until
 
 
 class Gate:
@@ -41,15 +40,6 @@ class Gate:
         return self.result
 
 
-def cancellable(job: Job):
-    """A job that works in small steps and honours its cancel token, like the engine's training loop."""
-    deadline = time.time() + TIMEOUT
-    while time.time() < deadline:
-        job.cancel.raise_if_cancelled()
-        time.sleep(0.01)
-    return "ran to the end"
-
-
 @pytest.fixture
 def gates():
     made: list[Gate] = []
@@ -61,15 +51,6 @@ def gates():
     yield make
     for gate in made:  # never leave a worker thread blocked after a failed assertion
         gate.release.set()
-
-
-def wait_until(predicate, timeout=TIMEOUT):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_third_job_is_queued_while_two_run_then_admitted_in_order(gates):

@@ -9,18 +9,7 @@ import pytest
 import jobs.explain as ex
 from engine.nets import describe_sequential
 from engine.saving import model_weights
-from engine.training import CancelToken
-
-
-class Progress:
-    def __init__(self):
-        self.cancel, self.time_budget, self.events, self.stages = CancelToken(), None, [], []
-
-    def report(self, event):
-        self.events.append(event)
-
-    def set_stage(self, message, fraction=None):
-        self.stages.append(message)
+from tests.unit.job_helpers import RecordingProgress as Progress
 
 
 def _network() -> ex.Network:

@@ -6,19 +6,8 @@ import numpy as np
 import pytest
 
 from engine.saving import load_detector
-from engine.training import CancelToken
 from jobs import timeseries as jobs_ts
-
-
-class _Progress:
-    def __init__(self):
-        self.cancel, self.time_budget, self.events, self.stages = CancelToken(), None, [], []
-
-    def report(self, event):
-        self.events.append(event)
-
-    def set_stage(self, message, fraction=None):
-        self.stages.append(message)
+from tests.unit.job_helpers import RecordingProgress as _Progress
 
 
 @pytest.fixture(scope="module")
