@@ -40,14 +40,8 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import ROOT, results_path  # first: sets up the environment and sys.path
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -61,7 +55,7 @@ from engine.od.aegmm import eucl_cosim_features  # noqa: E402
 from machine_info import benchdata_dir, cpu_model, load_average  # noqa: E402
 
 KDD = benchdata_dir() / "kddcup.data_10_percent.gz"
-RESULTS = ROOT / "bench" / "results" / "aegmm_kdd.json"
+RESULTS = results_path("aegmm_kdd")
 
 COLUMNS = [
     "duration", "protocol_type", "service", "flag", "src_bytes", "dst_bytes", "land", "wrong_fragment", "urgent",

@@ -44,12 +44,7 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import results_path  # first: sets up the environment and sys.path
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -62,7 +57,7 @@ from engine.explainers import cem as cem_module  # noqa: E402
 from engine.training import train  # noqa: E402
 from machine_info import cpu_model, load_average  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "cem.json"
+RESULTS = results_path("cem")
 REFERENCE_SECONDS = {"iris": 5.4, "digits": 6.2}
 
 

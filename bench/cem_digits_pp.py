@@ -20,16 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from _common import results_path  # first: sets up the environment and sys.path
 
 import numpy as np  # noqa: E402
 
@@ -37,7 +32,7 @@ from cem import digits_setup, iris_setup  # noqa: E402
 from engine.explainers import CEM  # noqa: E402
 from machine_info import cpu_model, load_average  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "cem_digits_pp.json"
+RESULTS = results_path("cem_digits_pp")
 
 
 def digits_settings(setup: dict) -> dict:

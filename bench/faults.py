@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import re
 import sys
@@ -44,6 +43,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import loadtest as lt
+from tests.crafted_files import onnx_with_external_weights, zip_members, zipped
 
 ROOT = lt.ROOT
 WORK = ROOT / "artifacts" / "faults"
@@ -355,14 +355,9 @@ def case_tampered_archives() -> dict:
     assert load_detector(archive).threshold == detector.threshold
 
     def rewrite(edit) -> bytes:
-        with zipfile.ZipFile(io.BytesIO(archive)) as zf:
-            members = {n: zf.read(n) for n in zf.namelist()}
+        members = zip_members(archive)
         members["manifest.json"] = edit(members["manifest.json"])
-        out = io.BytesIO()
-        with zipfile.ZipFile(out, "w") as zf:
-            for name, data in members.items():
-                zf.writestr(name, data)
-        return out.getvalue()
+        return zipped(members)
 
     def json_edit(change):
         def edit(raw: bytes) -> bytes:
@@ -490,20 +485,6 @@ def case_hostile_models() -> dict:
                     member.write(chunk)
         return tmp / "bomb.keras"
 
-    def onnx_external_data() -> bytes:
-        from onnx import TensorProto, helper, numpy_helper
-        from onnx.external_data_helper import set_external_data
-
-        weights = numpy_helper.from_array(np.zeros((4, 3), np.float32), "w")
-        set_external_data(weights, location="pyproject.toml", offset=0, length=48)  # a file of the server's cwd
-        weights.ClearField("raw_data")
-        weights.data_location = TensorProto.EXTERNAL
-        graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["z"]),
-                                   helper.make_node("Softmax", ["z"], ["p"], axis=1)], "g",
-                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
-                                  [helper.make_tensor_value_info("p", TensorProto.FLOAT, [None, 3])], [weights])
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
-
     hostile = {
         "truncated ONNX": lambda: good_onnx[: len(good_onnx) // 2],
         "ONNX regressor (output is not a probability)": lambda: to_onnx(LinearRegression().fit(X, y), X[:1])
@@ -513,7 +494,8 @@ def case_hostile_models() -> dict:
         "a 1,000 MB .onnx (limit 100 MB)": over_limit,
         "zip bomb named .keras (1 GiB of zeros in about 1 MB)": keras_zip_bomb,
         "random bytes": lambda: np.random.default_rng(0).bytes(4096),
-        "ONNX whose weights name a server file (external data)": onnx_external_data,
+        # pyproject.toml: a file of the server's working directory.
+        "ONNX whose weights name a server file (external data)": lambda: onnx_with_external_weights("pyproject.toml"),
     }
     results, seconds = {}, {}
     for name, make in hostile.items():

@@ -42,13 +42,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from _common import results_path  # first: sets up the environment and sys.path
 
 import numpy as np  # noqa: E402
 
@@ -57,7 +51,7 @@ import cem as cem_bench  # noqa: E402
 from engine.predictors import load_predictor  # noqa: E402
 from machine_info import cpu_model, load_average  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "own_models.json"
+RESULTS = results_path("own_models")
 BATCHES = (1, 100, 10_000)
 OPSETS = {"": 17, "ai.onnx.ml": 3}
 

@@ -32,14 +32,8 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import results_path  # first: sets up the environment and sys.path
 
 import numpy as np  # noqa: E402
 from scipy.signal import lfilter  # noqa: E402
@@ -50,7 +44,7 @@ from engine.od import OutlierSeq2Seq  # noqa: E402
 from machine_info import benchdata_dir, cpu_model, load_average  # noqa: E402
 
 ECG5000 = benchdata_dir() / "ECG5000_TRAIN.txt.gz"
-RESULTS = ROOT / "bench" / "results" / "seq2seq.json"
+RESULTS = results_path("seq2seq")
 
 REFERENCE = {
     "synthetic_f1": 0.927, "synthetic_accuracy": 0.986, "synthetic_recall": 0.901,
@@ -331,6 +325,15 @@ def run_speed(repeats: int = 7) -> dict:
     }
 
 
+def _per_seed(part: str, seeds: list[int], run) -> list[dict]:
+    """``run(seed)`` for every seed, each result printed as it comes."""
+    runs = []
+    for seed in seeds:
+        runs.append(run(seed))
+        print(f"({part}) seed {seed}: {json.dumps(runs[-1], default=float)}", flush=True)
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="seeds per protocol (default 3)")
@@ -357,10 +360,7 @@ def main() -> None:
     start = time.perf_counter()
 
     if "a" in args.parts:
-        runs = []
-        for seed in seeds:
-            runs.append(run_synthetic(seed, args.epochs_synthetic, n_points))
-            print(f"(a) seed {seed}: {json.dumps(runs[-1], default=float)}", flush=True)
+        runs = _per_seed("a", seeds, lambda seed: run_synthetic(seed, args.epochs_synthetic, n_points))
         out["synthetic"] = {
             "points": summary([r["points"] for r in runs]),
             "points_unadjusted": summary([r["points_unadjusted"] for r in runs]),
@@ -374,20 +374,14 @@ def main() -> None:
             "n_points": n_points, "n_train_steps": int(0.8 * n_points), "epochs": args.epochs_synthetic, "runs": runs,
         }
     if "b" in args.parts:
-        runs = []
-        for seed in seeds:
-            runs.append(run_ecg5000(seed, args.epochs_ecg5000))
-            print(f"(b) seed {seed}: {json.dumps(runs[-1], default=float)}", flush=True)
+        runs = _per_seed("b", seeds, lambda seed: run_ecg5000(seed, args.epochs_ecg5000))
         out["ecg5000"] = {
             "metrics": summary([{k: r[k] for k in ("f1", "accuracy", "precision", "recall", "roc_auc")} for r in runs]),
             "seconds_per_epoch": summary([{"v": r["timing"]["seconds_per_epoch"]} for r in runs])["v"],
             "epochs": args.epochs_ecg5000, "runs": runs,
         }
     if "c" in args.parts:
-        runs = []
-        for seed in seeds:
-            runs.append(run_bundled(seed, args.epochs_bundled))
-            print(f"(c) seed {seed}: {json.dumps(runs[-1], default=float)}", flush=True)
+        runs = _per_seed("c", seeds, lambda seed: run_bundled(seed, args.epochs_bundled))
         out["bundled"] = {
             key: summary([{k: v for k, v in r[key].items() if k not in ("timing", "n_windows", "n_abnormal_windows")}
                           for r in runs])

@@ -23,16 +23,8 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
+from _common import results_path  # first: sets up the environment and sys.path
 
 from engine.convergence import check_convergence  # noqa: E402
 from engine.datasets import get_dataset, load_dataset  # noqa: E402
@@ -42,7 +34,7 @@ from jobs import timeseries as jobs_ts  # noqa: E402
 from machine_info import cpu_model, load_average  # noqa: E402
 from workflows import timeseries as flow  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "timeseries_demo.json"
+RESULTS = results_path("timeseries_demo")
 
 
 class _Progress:

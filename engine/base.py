@@ -199,11 +199,12 @@ class BaseDetector(ParamsMixin, abc.ABC):
         return f"{type(self).__name__}(threshold={getattr(self, 'threshold', None)!r})"
 
 
-def percentile_threshold(scores, percentile: float, axis: int | None = None):
+def percentile_threshold(scores, percentile: float, axis: int | None = None, dtype=np.float64):
     """The ``percentile`` of ``scores``: the threshold under which ``percentile`` % of them lie.
 
-    Scores are read as float64. With ``axis=None`` the result is a float; with an axis (e.g.
-    ``axis=0`` for one threshold per feature column) a float64 array.
+    Scores are read as ``dtype`` (float64 by default; ``None`` keeps their own dtype, so float32
+    scores are interpolated in float32). With ``axis=None`` the result is a float; with an axis
+    (e.g. ``axis=0`` for one threshold per feature column) a float64 array.
 
     Examples
     --------
@@ -211,9 +212,12 @@ def percentile_threshold(scores, percentile: float, axis: int | None = None):
     3.0
     >>> percentile_threshold(np.array([[0., 10.], [1., 20.], [2., 30.]]), 50, axis=0)
     array([ 1., 20.])
+    >>> raw = np.array([[0.1], [0.2], [0.7]], dtype=np.float32)
+    >>> percentile_threshold(raw, 75, axis=0, dtype=None) == np.percentile(raw, 75, axis=0)
+    array([ True])
     """
     percentile = check_percentile(percentile, "threshold_perc")
-    value = np.percentile(np.asarray(scores, dtype=np.float64), percentile, axis=axis)
+    value = np.percentile(np.asarray(scores, dtype=dtype), percentile, axis=axis)
     return float(value) if axis is None else np.asarray(value, dtype=np.float64)
 
 
@@ -234,15 +238,17 @@ class ThresholdMixin(abc.ABC):
         """Set ``threshold`` from the scores of ``X``, data considered normal."""
 
     @staticmethod
-    def threshold_at(scores, percentile: float, axis: int | None = None):
+    def threshold_at(scores, percentile: float, axis: int | None = None, dtype=np.float64):
         """The ``percentile`` of ``scores`` (see :func:`percentile_threshold`).
 
         Examples
         --------
         >>> ThresholdMixin.threshold_at([0.0, 1.0, 2.0], 100)
         2.0
+        >>> ThresholdMixin.threshold_at(np.array([[0.0, 4.0], [2.0, 8.0]]), 50, axis=0)
+        array([1., 6.])
         """
-        return percentile_threshold(scores, percentile, axis=axis)
+        return percentile_threshold(scores, percentile, axis=axis, dtype=dtype)
 
     @staticmethod
     def percentile_threshold(scores: np.ndarray, threshold_perc: float) -> float:

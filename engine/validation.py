@@ -94,12 +94,37 @@ def as_float_array(
     return arr
 
 
-def check_percentile(value, name: str) -> float:
-    """Check a percentage in [0, 100] and return it as float."""
+def _converted(value, convert, name: str, expected: str):
+    """``convert(value)``, or a ValueError saying ``name`` must be ``expected``."""
     try:
-        value = float(value)
+        return convert(value)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a number between 0 and 100, got {value!r}.") from exc
+        raise ValueError(f"{name} must be {expected}, got {value!r}.") from exc
+
+
+def check_percentile(value, name: str) -> float:
+    """Check a percentage in [0, 100] and return it as float.
+
+    Examples
+    --------
+    >>> check_percentile("95", "threshold_perc")
+    95.0
+    """
+    value = _converted(value, float, name, "a number between 0 and 100")
     if not 0.0 <= value <= 100.0:
         raise ValueError(f"{name} must be between 0 and 100, got {value}.")
     return value
+
+
+def check_positive_int(value, name: str) -> int:
+    """Check a whole number of at least 1 (``3.0`` counts, ``2.5`` does not) and return it as int.
+
+    Examples
+    --------
+    >>> check_positive_int(3.0, "seq_len")
+    3
+    """
+    as_int = _converted(value, int, name, "a positive integer")
+    if as_int != value or as_int < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return as_int

@@ -67,7 +67,8 @@ def _score(detector: OutlierSeq2Seq, X: np.ndarray, n_reference: int, percentile
     # reconstructions back the window ranking and the drill-down.
     windows = detector.score_details(np.stack([X[s:s + detector.seq_len] for s in starts]))
     raw = details["raw_feature_score"]
-    detector.threshold = np.percentile(raw[:n_reference], percentile, axis=0).astype(np.float32)
+    # Per feature, interpolated in the raw scores' own float32 as the detector's scores are.
+    detector.threshold = detector.threshold_at(raw[:n_reference], percentile, axis=0, dtype=None).astype(np.float32)
     return dict(archive=detector_to_bytes(detector), reconstruction=details["reconstruction"], raw=raw,
                 window_start=starts, window_raw=windows["raw_feature_score"],
                 window_reconstruction=windows["reconstruction"], seq_len=int(detector.seq_len))

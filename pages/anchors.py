@@ -177,20 +177,14 @@ model_run: flow.ModelView | None = training.outcome(MODEL_JOB, model_view)
 if model_run is not None:
     data = model_run.data
     ui_explain.model_metrics(model_run.accuracy, len(data.train_rows), len(data.test_rows), len(data.class_names))
-    if model_run.class_map is not None and model_run.class_map.message():
-        st.warning(model_run.class_map.message(), icon=":material/warning:")
+    ui_explain.class_map_warning(model_run.class_map)
     st.caption(f"{model_run.description} on {model_run.table_name}: "
                f"{len(data.feature_names)} features ({len(data.categorical_names)} categorical), split by "
                f"{data.split}. " + " ".join(note[:1].upper() + note[1:] for note in data.notes))
 
-    st.subheader("2 · Pick a prediction to explain")
-    table_row = ui_explain.pick_row("anchors", data.test_rows)
-    position = model_run.position(table_row)
-    proba = model_run.test_proba[position]
-    left, right = st.columns([1, 2])
-    with left:
-        ui_explain.prediction_summary(model_run.class_of_column(proba.argmax()), float(proba.max()),
-                                      data.class_names[int(data.y_test[position])])
+    table_row, position, _, right = ui_explain.pick_prediction(
+        "anchors", data.test_rows, model_run.position, model_run.test_proba, model_run.class_of_column,
+        lambda at: data.class_names[int(data.y_test[at])])
     with right:
         row = flow.readable_rows(data.X_test[position], data.feature_names, data.categorical_names)
         st.dataframe(flow.readable_values(row), key="anchors:instance", hide_index=True,

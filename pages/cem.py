@@ -206,18 +206,12 @@ if model_run is not None:
     cols[4].metric("Autoencoder test MSE", "—" if ae_run is None else f"{ae_run.test_mse:.4g}",
                    help="Mean squared reconstruction error on the test rows (model units)." if ae_run is not None
                    else "No autoencoder trained: tick the box and train again to use gamma > 0.")
-    if model_run.class_map is not None and model_run.class_map.message():
-        st.warning(model_run.class_map.message(), icon=":material/warning:")
+    ui_explain.class_map_warning(model_run.class_map)
     st.caption(flow.summary_caption(model_run))
 
-    st.subheader("2 · Pick a prediction to explain")
-    table_row = ui_explain.pick_row("cem", data.test_rows)
-    position = data.position(table_row)
-    proba = model_run.test_proba[position]
-    left, right = st.columns([1, 2])
-    with left:
-        ui_explain.prediction_summary(data.class_names[int(proba.argmax())], float(proba.max()),
-                                      flow.true_class(data, data.y_test[position]))
+    table_row, position, proba, right = ui_explain.pick_prediction(
+        "cem", data.test_rows, data.position, model_run.test_proba, lambda column: data.class_names[column],
+        lambda at: flow.true_class(data, data.y_test[at]))
     with right:
         if data.is_image:
             st.plotly_chart(images.image_grid([data.X_test[position]], [row_label(table_row)], data.image_shape,

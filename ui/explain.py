@@ -114,6 +114,30 @@ def prediction_summary(predicted: str, probability: float, true_class: str) -> N
     st.metric("True class", true_class)
 
 
+def class_map_warning(class_map) -> None:
+    """The warning of an uploaded model whose outputs were matched to the label's classes by a guess, if any."""
+    if class_map is not None and class_map.message():
+        st.warning(class_map.message(), icon=":material/warning:")
+
+
+def pick_prediction(prefix: str, test_rows: np.ndarray, position_of: Callable[[int], int], test_proba: np.ndarray,
+                    class_of: Callable[[int], str], true_class_at: Callable[[int], str]):
+    """Step 2 of an explainer page: the test row picker, then the model's prediction for the chosen row.
+
+    ``position_of`` maps a table row to its position among the test rows, ``class_of`` a column of ``test_proba``
+    to its class name and ``true_class_at`` a position to the row's true class. Returns the table row, its
+    position, its class probabilities and the column right of the prediction, for the page to show the row in.
+    """
+    st.subheader("2 · Pick a prediction to explain")
+    table_row = pick_row(prefix, test_rows)
+    position = position_of(table_row)
+    proba = test_proba[position]
+    left, right = st.columns([1, 2])
+    with left:
+        prediction_summary(class_of(int(proba.argmax())), float(proba.max()), true_class_at(position))
+    return table_row, position, proba, right
+
+
 def explain_tail(key: str, build: Callable[[Any, Any], Any], belongs: Callable[[Any], bool],
                  show: Callable[[Any], None]) -> None:
     """The explanation job's panel, then its result when it belongs to the model on screen, else a hint."""

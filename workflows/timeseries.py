@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from engine.base import percentile_threshold
 from engine.errors import DataError
 from engine.export import join_results
 from engine.ingest import feature_matrix
@@ -251,7 +252,7 @@ def build_run(answer, context: RunContext) -> Seq2SeqRun:
 
 def feature_threshold(run: Seq2SeqRun, feature: int, percentile: float) -> float:
     """Feature ``feature``'s threshold: the ``percentile`` percentile of its raw scores on the training stretch."""
-    return float(np.percentile(run.raw[:run.n_train, feature], float(percentile)))
+    return percentile_threshold(run.raw[:run.n_train, feature], percentile, dtype=None)
 
 
 def flagged_count(run: Seq2SeqRun, feature: int, threshold: float) -> int:

@@ -42,6 +42,20 @@ def kl_bernoulli(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return p * np.log(p / q) + (1.0 - p) * np.log((1.0 - p) / (1.0 - q))
 
 
+def _kl_bisect(p, level, iterations: int, upper: bool) -> np.ndarray:
+    """Bisect between ``p`` (where ``KL(p || p) = 0``) and 1 (``upper``) or 0 for ``KL(p || q) = level``."""
+    p = np.asarray(p, dtype=np.float64)
+    level = np.broadcast_to(np.asarray(level, dtype=np.float64), p.shape)
+    near, far = p.copy(), (np.ones_like(p) if upper else np.zeros_like(p))
+    for _ in range(iterations):
+        mid = 0.5 * (near + far)
+        inside = kl_bernoulli(p, mid) <= level
+        near = np.where(inside, mid, near)
+        far = np.where(inside, far, mid)
+    fallback = np.maximum(near, p) if upper else np.minimum(near, p)
+    return np.where(kl_bernoulli(p, far) <= level, far, fallback)
+
+
 def kl_upper_bound(p, level, iterations: int = 30) -> np.ndarray:
     """Largest ``q`` in ``[p, 1]`` with ``KL(p || q) <= level`` (vectorised bisection).
 
@@ -52,15 +66,7 @@ def kl_upper_bound(p, level, iterations: int = 30) -> np.ndarray:
     >>> 0.9 < float(kl_upper_bound(np.array([0.9]), np.array([0.01]))[0]) < 1.0
     True
     """
-    p = np.asarray(p, dtype=np.float64)
-    level = np.broadcast_to(np.asarray(level, dtype=np.float64), p.shape)
-    lo, hi = p.copy(), np.ones_like(p)
-    for _ in range(iterations):
-        mid = 0.5 * (lo + hi)
-        inside = kl_bernoulli(p, mid) <= level
-        lo = np.where(inside, mid, lo)
-        hi = np.where(inside, hi, mid)
-    return np.where(kl_bernoulli(p, hi) <= level, hi, np.maximum(lo, p))
+    return _kl_bisect(p, level, iterations, upper=True)
 
 
 def kl_lower_bound(p, level, iterations: int = 30) -> np.ndarray:
@@ -71,15 +77,7 @@ def kl_lower_bound(p, level, iterations: int = 30) -> np.ndarray:
     >>> 0.8 < float(kl_lower_bound(np.array([0.9]), np.array([0.01]))[0]) < 0.9
     True
     """
-    p = np.asarray(p, dtype=np.float64)
-    level = np.broadcast_to(np.asarray(level, dtype=np.float64), p.shape)
-    lo, hi = np.zeros_like(p), p.copy()
-    for _ in range(iterations):
-        mid = 0.5 * (lo + hi)
-        inside = kl_bernoulli(p, mid) <= level
-        hi = np.where(inside, mid, hi)
-        lo = np.where(inside, lo, mid)
-    return np.where(kl_bernoulli(p, lo) <= level, lo, np.minimum(hi, p))
+    return _kl_bisect(p, level, iterations, upper=False)
 
 
 def lucb_beta(n_arms: int, t: int, delta: float) -> float:

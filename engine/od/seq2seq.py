@@ -78,7 +78,7 @@ from engine.nets import build_sequential, describe_sequential, seeded
 from engine.preprocessing import Standardizer
 from engine.saving import model_weights, register_archivable, set_model_weights
 from engine.training import CancelToken, ProgressFn, TrainingConfig, TrainingHistory, train
-from engine.validation import as_float_array, check_percentile
+from engine.validation import as_float_array, check_percentile, check_positive_int
 
 logger = logging.getLogger(__name__)
 GLOROT, ORTHOGONAL = keras.initializers.GlorotUniform, keras.initializers.Orthogonal
@@ -167,9 +167,10 @@ class Seq2Seq(keras.Model):
         name: str = "seq2seq",
     ) -> None:
         super().__init__(name=name)
-        self.n_features = _positive_int(n_features, "n_features")
-        self.seq_len = _positive_int(seq_len, "seq_len")
-        latent = default_latent_dim(self.n_features) if latent_dim is None else _positive_int(latent_dim, "latent_dim")
+        self.n_features = check_positive_int(n_features, "n_features")
+        self.seq_len = check_positive_int(seq_len, "seq_len")
+        latent = (default_latent_dim(self.n_features) if latent_dim is None
+                  else check_positive_int(latent_dim, "latent_dim"))
         units = math.ceil(latent / 2)
         self.latent_dim = 2 * units
         self.output_activation = output_activation
@@ -494,7 +495,7 @@ class OutlierSeq2Seq(BaseDetector, ThresholdMixin):
         X = self._validate(X)
         scaler = Standardizer().fit(X.reshape(-1, n_features))
         if window_stride is not None:
-            window_stride = _positive_int(window_stride, "window_stride")
+            window_stride = check_positive_int(window_stride, "window_stride")
         windows, _ = self._to_windows(scaler.transform(X.reshape(-1, n_features)).reshape(X.shape), window_stride)
 
         if self.seq2seq is not None:
@@ -810,7 +811,7 @@ class OutlierSeq2Seq(BaseDetector, ThresholdMixin):
     # ------------------------------------------------------------------ internals
 
     def _dims(self) -> tuple[int, int]:
-        return _positive_int(self.n_features, "n_features"), _positive_int(self.seq_len, "seq_len")
+        return check_positive_int(self.n_features, "n_features"), check_positive_int(self.seq_len, "seq_len")
 
     def _model(self) -> keras.Model:
         model = self.seq2seq_ if self.seq2seq_ is not None else self.seq2seq
@@ -938,13 +939,3 @@ class OutlierSeq2Seq(BaseDetector, ThresholdMixin):
         if keep_windows:
             details["window_raw_feature_score"] = window_raw
         return details
-
-
-def _positive_int(value, name: str) -> int:
-    try:
-        as_int = int(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.") from exc
-    if as_int != value or as_int < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return as_int

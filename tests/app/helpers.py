@@ -41,3 +41,19 @@ def metric_value(at: AppTest, label: str) -> str:
         if metric.label == label:
             return metric.value
     raise AssertionError(f"no metric labelled {label!r}; have {[m.label for m in at.metric]}")
+
+
+def finish_job(at: AppTest, job_key: str, timeout: float = 300):
+    """Rerun the page until the job under ``job_key`` has finished; fail unless the page raised nothing and the job
+    succeeded. Returns the job."""
+    run_until_job_done(at, job_key, timeout)
+    no_exceptions(at)
+    job = at.session_state[f"job::{job_key}"]
+    assert job.state == "done", job.error
+    return job
+
+
+def click_and_finish(at: AppTest, button_key: str, job_key: str, timeout: float = 300):
+    """Click the button that starts the job under ``job_key`` and :func:`finish_job` it. Returns the job."""
+    at.button(key=button_key).click().run()
+    return finish_job(at, job_key, timeout)

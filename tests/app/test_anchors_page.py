@@ -5,7 +5,7 @@ import json
 import pytest
 
 from engine.explanation import Explanation
-from tests.app.helpers import metric_value, no_exceptions, page, run_until_job_done
+from tests.app.helpers import click_and_finish, metric_value, no_exceptions, page, run_until_job_done
 
 pytestmark = pytest.mark.app
 
@@ -18,12 +18,7 @@ def _trained_page():
     assert at.selectbox(key="anchors:dataset").value == "bundled:adult"
     at.number_input(key="anchors:trees").set_value(10)
     at.number_input(key="anchors:max_train").set_value(3000)
-    at.button(key="anchors:train").click()
-    at.run()
-    run_until_job_done(at, "anchors-model")
-    no_exceptions(at)
-    job = at.session_state["job::anchors-model"]
-    assert job.state == "done", job.error
+    click_and_finish(at, "anchors:train", "anchors-model")
     return at
 
 
@@ -47,12 +42,7 @@ def test_train_on_adult_then_explain_one_row_shows_rules_precision_coverage_and_
     assert instance["feature"].tolist() == run.data.feature_names
 
     at.number_input(key="anchors:coverage_samples").set_value(2000)
-    at.button(key="anchors:explain").click()
-    at.run()
-    run_until_job_done(at, "anchors-explain")
-    no_exceptions(at)
-    job = at.session_state["job::anchors-explain"]
-    assert job.state == "done", job.error
+    job = click_and_finish(at, "anchors:explain", "anchors-explain")
     anchor_run = job.view
     exp = anchor_run.explanation
     assert anchor_run.table_row == 32576 and job.label == "Explain row 32,576"
@@ -138,10 +128,7 @@ def test_iris_with_a_random_split():
     no_exceptions(at)
     assert metric_value(at, "Test rows") == "36"  # a stratified 25 % split: 12 of the 50 flowers per class
     at.number_input(key="anchors:max_rules").set_value(2)
-    at.button(key="anchors:explain").click().run()
-    run_until_job_done(at, "anchors-explain")
-    no_exceptions(at)
-    exp = at.session_state["job::anchors-explain"].result.explanation
+    exp = click_and_finish(at, "anchors:explain", "anchors-explain").result.explanation
     assert 1 <= len(exp.anchor) <= 2
     assert all(any(name in rule for name in ("sepal_length", "sepal_width", "petal_length", "petal_width"))
                for rule in exp.anchor)

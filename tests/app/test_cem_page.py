@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from engine.explanation import Explanation
-from tests.app.helpers import metric_value, no_exceptions, page, run_until_job_done
+from tests.app.helpers import click_and_finish, finish_job, metric_value, no_exceptions, page, run_until_job_done
 
 pytestmark = pytest.mark.app
 
@@ -24,14 +24,10 @@ def _trained_page(*, epochs=30, with_ae=False, dataset=None, max_train=None):
     if with_ae:
         at.checkbox(key="cem:with_ae").check()
         at.number_input(key="cem:ae_epochs").set_value(epochs)
-    at.button(key="cem:train").click()
-    at.run()
-    run_until_job_done(at, "cem-model")
+    at.button(key="cem:train").click().run()
     if with_ae:
         run_until_job_done(at, "cem-ae")
-    no_exceptions(at)
-    job = at.session_state["job::cem-model"]
-    assert job.state == "done", job.error
+    finish_job(at, "cem-model")
     return at
 
 
@@ -40,13 +36,7 @@ def _explain(at, *, c_steps=2, iterations=100, modes=None):
     at.number_input(key="cem:max_iterations").set_value(iterations)
     if modes is not None:
         at.multiselect(key="cem:modes").set_value(modes)
-    at.button(key="cem:explain").click()
-    at.run()
-    run_until_job_done(at, "cem-explain")
-    no_exceptions(at)
-    job = at.session_state["job::cem-explain"]
-    assert job.state == "done", job.error
-    return job.view
+    return click_and_finish(at, "cem:explain", "cem-explain").view
 
 
 def _chart(at, key):

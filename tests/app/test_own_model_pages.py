@@ -3,7 +3,7 @@
 import pytest
 
 from tests.app import own_models
-from tests.app.helpers import metric_value, no_exceptions, page, run_until_job_done
+from tests.app.helpers import click_and_finish, metric_value, no_exceptions, page
 
 pytestmark = pytest.mark.app
 
@@ -23,40 +23,24 @@ def test_anchors_explains_an_uploaded_onnx_forest_and_shows_its_accuracy():
     assert any("adult_forest.onnx: ONNX classifier" in s.value and "14 inputs" in s.value for s in at.success)
     assert "anchors:trees" not in [w.key for w in at.number_input]  # no forest settings for an uploaded model
     at.number_input(key="anchors:max_train").set_value(3000)
-    at.button(key="anchors:train").click().run()
-    run_until_job_done(at, "anchors-model")
-    no_exceptions(at)
-    job = at.session_state["job::anchors-model"]
-    assert job.state == "done", job.error
+    click_and_finish(at, "anchors:train", "anchors-model")
     assert 0.75 < float(metric_value(at, "Test accuracy")) <= 1.0  # the forest's accuracy on Adult's test split
     assert any(c.value.startswith("adult_forest.onnx: ONNX classifier") for c in at.caption)
     assert metric_value(at, "Model predicts") in ("<=50K", ">50K")
 
     at.number_input(key="anchors:coverage_samples").set_value(1000)
-    at.button(key="anchors:explain").click().run()
-    run_until_job_done(at, "anchors-explain")
-    no_exceptions(at)
-    exp = at.session_state["job::anchors-explain"].result.explanation
+    exp = click_and_finish(at, "anchors:explain", "anchors-explain").result.explanation
     assert any(m.value.startswith("**IF**") for m in at.markdown) or any("No condition is needed" in i.value
                                                                          for i in at.info)
     assert float(metric_value(at, "Precision")) == pytest.approx(exp.precision, abs=1e-3)
 
 
 def _cem_explain(at, max_iterations: int = 300):
-    at.button(key="cem:train").click().run()
-    run_until_job_done(at, "cem-model")
-    no_exceptions(at)
-    job = at.session_state["job::cem-model"]
-    assert job.state == "done", job.error
+    click_and_finish(at, "cem:train", "cem-model")
     at.multiselect(key="cem:modes").set_value(["PN"])
     at.number_input(key="cem:max_iterations").set_value(max_iterations)
     at.number_input(key="cem:c_steps").set_value(3)
-    at.button(key="cem:explain").click().run()
-    run_until_job_done(at, "cem-explain")
-    no_exceptions(at)
-    job = at.session_state["job::cem-explain"]
-    assert job.state == "done", job.error
-    return job.view
+    return click_and_finish(at, "cem:explain", "cem-explain").view
 
 
 def test_cem_with_an_uploaded_onnx_model_runs_black_box_and_finds_a_pertinent_negative():
@@ -103,17 +87,9 @@ def test_a_keras_file_is_refused_on_the_shared_demo():
 
 def _adversarial_with(at, name: str, data: bytes):
     _use_own(at, "adv", name, data)
-    at.button(key="adv:train").click().run()
-    run_until_job_done(at, "adv-classifier")
-    no_exceptions(at)
-    assert at.session_state["job::adv-classifier"].state == "done", at.session_state["job::adv-classifier"].error
+    click_and_finish(at, "adv:train", "adv-classifier")
     at.number_input(key="adv:distil:epochs").set_value(3)
-    at.button(key="adv:distil").click().run()
-    run_until_job_done(at, "adv-distil")
-    no_exceptions(at)
-    job = at.session_state["job::adv-distil"]
-    assert job.state == "done", job.error
-    return job.view
+    return click_and_finish(at, "adv:distil", "adv-distil").view
 
 
 def test_adversarial_detection_distils_from_an_onnx_teacher_and_runs_a_transfer_attack():
@@ -129,12 +105,7 @@ def test_adversarial_detection_distils_from_an_onnx_teacher_and_runs_a_transfer_
     at.slider(key="adv:epsilon").set_value(0.3)
     at.number_input(key="adv:steps").set_value(10)
     at.number_input(key="adv:rows").set_value(200)
-    at.button(key="adv:attack").click().run()
-    run_until_job_done(at, "adv-attack")
-    no_exceptions(at)
-    job = at.session_state["job::adv-attack"]
-    assert job.state == "done", job.error
-    run = job.view
+    run = click_and_finish(at, "adv:attack", "adv-attack").view
     assert "transfer attack" in run.description
     assert any("made against the distilled model (transfer attack)" in c.value for c in at.caption)
     # The attacked rows were scored by the uploaded model: its accuracy on the clean rows is the one step 1 showed.
@@ -172,10 +143,7 @@ def test_adversarial_detection_attacks_a_keras_teacher_directly_in_trusted_mode(
     at.slider(key="adv:epsilon").set_value(0.3)
     at.number_input(key="adv:steps").set_value(10)
     at.number_input(key="adv:rows").set_value(200)
-    at.button(key="adv:attack").click().run()
-    run_until_job_done(at, "adv-attack")
-    no_exceptions(at)
-    run = at.session_state["job::adv-attack"].view
+    run = click_and_finish(at, "adv:attack", "adv-attack").view
     assert "transfer" not in run.description
     # Made against the model itself, a strong PGD changes most of its predictions.
     assert run.result.harmful_rate > 0.5
@@ -190,10 +158,7 @@ def test_a_skops_model_that_names_its_features_reads_them_by_name_in_trusted_mod
     _use_own(at, "anchors", "iris.skops", own_models.iris_named_skops())
     assert any("iris.skops: scikit-learn classifier" in s.value for s in at.success)
     assert any("read from the table by name" in c.value for c in at.caption)
-    at.button(key="anchors:train").click().run()
-    run_until_job_done(at, "anchors-model")
-    no_exceptions(at)
-    run = at.session_state["job::anchors-model"].view
+    run = click_and_finish(at, "anchors:train", "anchors-model").view
     assert run.data.feature_names == ["petal_width", "petal_length", "sepal_width", "sepal_length"]  # the model's order
     assert float(metric_value(at, "Test accuracy")) > 0.85
 
@@ -209,9 +174,6 @@ def test_a_model_of_another_width_is_refused_with_what_to_change():
     assert "job::anchors-model" not in at.session_state
     # Choosing four numeric columns makes it fit (in the table's units it is a poor model, but it runs).
     at.multiselect(key="anchors:features").set_value(["age", "fnlwgt", "education_num", "hours_per_week"])
-    at.button(key="anchors:train").click().run()
-    run_until_job_done(at, "anchors-model")
-    no_exceptions(at)
-    assert at.session_state["job::anchors-model"].state == "done"
+    click_and_finish(at, "anchors:train", "anchors-model")
     assert metric_value(at, "Test accuracy") == "—"  # species are not Adult's income classes
     assert any("are not values of the label column" in w.value for w in at.warning)

@@ -86,13 +86,18 @@ def test_results_stay_on_screen_while_the_next_run_trains_and_the_previous_run_i
     assert {"flagged", "loss", "final loss", "seconds"} <= set(table.columns)
 
 
-def test_stop_and_keep_finishes_the_run_with_the_model_trained_so_far():
+def _press_during_a_long_run(button: str):
+    """A fresh demo page whose long run was interrupted with ``button`` once it trained; the page and its job."""
     at = demo()
     train(at, LONG)
     wait_until_training(at)
-    at.button(key="stopkeep::demo").click()
+    at.button(key=button).click()
     run_until_job_done(at, "demo")
-    job = at.session_state["job::demo"]
+    return at, at.session_state["job::demo"]
+
+
+def test_stop_and_keep_finishes_the_run_with_the_model_trained_so_far():
+    at, job = _press_during_a_long_run("stopkeep::demo")
     assert job.state == "done" and job.result is not None
     assert metric_value(at, "Results of run") == "1"
     assert 1 <= int(metric_value(at, "Epochs trained")) < LONG
@@ -101,12 +106,8 @@ def test_stop_and_keep_finishes_the_run_with_the_model_trained_so_far():
 
 
 def test_cancel_still_discards_the_run():
-    at = demo()
-    train(at, LONG)
-    wait_until_training(at)
-    at.button(key="cancel::demo").click()
-    run_until_job_done(at, "demo")
-    assert at.session_state["job::demo"].state == "cancelled"
+    at, job = _press_during_a_long_run("cancel::demo")
+    assert job.state == "cancelled"
     assert not [m for m in at.metric if m.label == "Results of run"]
 
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.app.helpers import metric_value, no_exceptions, page, run_until_job_done
+from tests.app.helpers import click_and_finish, metric_value, no_exceptions, page, run_until_job_done
 
 pytestmark = pytest.mark.app
 
@@ -71,11 +71,7 @@ def trained():
     at.number_input(key="s2s:seq_len").set_value(50)
     at.number_input(key="s2s:latent").set_value(8)
     at.select_slider(key="s2s:overlap").set_value(0.0)
-    at.button(key="s2s:train").click().run()
-    run_until_job_done(at, "seq2seq")
-    no_exceptions(at)
-    job = at.session_state["job::seq2seq"]
-    assert job.state == "done", job.error
+    click_and_finish(at, "s2s:train", "seq2seq")
     return at
 
 
@@ -299,10 +295,7 @@ def test_in_trusted_mode_a_downloaded_archive_scores_the_series_like_the_model_t
     no_exceptions(at)
     assert not at.error and "s2s:score_saved" in {b.key for b in at.button}
     at.slider(key="s2s:train_share").set_value(80)  # the form's value goes with the submit below
-    at.button(key="s2s:score_saved").click().run()
-    run_until_job_done(at, "seq2seq")
-    no_exceptions(at)
-    second = at.session_state["job::seq2seq"].view
+    second = click_and_finish(at, "s2s:score_saved", "seq2seq").view
     assert second.from_archive and second.seq_len == first.seq_len == 50
     assert second.n_train == first.n_train  # the same share of the series is the thresholds' reference
     np.testing.assert_allclose(second.raw, first.raw, rtol=1e-4, atol=1e-5)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.e2e.helpers import TIMEOUT_MS, active_dataset_heading, wait_for_app_idle
+from tests.e2e.helpers import new_page
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "e2e"
@@ -125,12 +125,6 @@ def browser():
 @pytest.fixture
 def page(browser, app_url):
     """A fresh browser context (so a fresh Streamlit session) on the app, waited until its first run ends."""
-    context = browser.new_context(viewport={"width": 1440, "height": 1100})
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    page.goto(app_url)
-    # Before its first run the app is briefly connected and idle with nothing drawn: wait for the page too.
-    active_dataset_heading(page).wait_for(state="visible")
-    wait_for_app_idle(page)
+    page = new_page(browser, app_url)
     yield page
-    context.close()
+    page.context.close()

@@ -7,6 +7,8 @@ The script state is ``running`` while a script run is in progress.
 
 from __future__ import annotations
 
+import re
+
 from playwright.sync_api import Locator, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
@@ -110,3 +112,65 @@ def metric(page: Page, label: str) -> Locator:
     """The ``st.metric`` whose label is exactly ``label``."""
     return by_test_id(page, "stMetric").filter(has=by_test_id(page, "stMetricLabel").get_by_text(label, exact=True))
 
+
+
+def open_page(page: Page, url: str, heading: str) -> None:
+    """Go to ``url``, wait until the app is idle and check that the page's first heading is ``heading``."""
+    page.goto(url)
+    wait_for_app_idle(page)
+    expect(by_test_id(page, "stHeading").first).to_have_text(heading)
+
+
+def train_with_settings(page: Page, settings: dict[str, int], finished: str, timeout: float) -> None:
+    """On an outlier page: open "Model and training settings", type ``settings`` (label → value), press Train and
+    wait for the results; then check that the page raised nothing and its success message says ``finished``."""
+    by_test_id(page, "stExpander").filter(has_text="Model and training settings").click()
+    for label, value in settings.items():
+        set_number(page, label, value)
+    by_test_id(page, "stFormSubmitButton").filter(has_text="Train").locator("button").click()
+    by_test_id(page, "stHeading").filter(has_text="Results").wait_for(state="visible", timeout=timeout)
+    wait_for_app_idle(page)
+    expect_no_exception(page)
+    expect(by_test_id(page, "stAlertContentSuccess")).to_contain_text(finished)
+
+
+def download_csv(page: Page, label: str):
+    """Press the download button labelled ``label`` and read the CSV it gives as a DataFrame."""
+    import io
+
+    import pandas as pd
+
+    with page.expect_download() as download_info:
+        by_test_id(page, "stDownloadButton").filter(has_text=label).locator("button").click()
+    with open(download_info.value.path(), "rb") as handle:
+        return pd.read_csv(io.BytesIO(handle.read()))
+
+
+def go_to(page: Page, app_url: str, link: str, path: str, heading: str | None = None) -> None:
+    """Click ``link`` in the sidebar navigation and check that the browser shows ``{app_url}/{path}`` (the URL may
+    carry the session token, ``?s=...``) and, if given, that the page's first heading is ``heading``."""
+    by_test_id(page, "stSidebarNav").get_by_role("link", name=link).click()
+    wait_for_app_idle(page, after_action=True)
+    expect(page).to_have_url(re.compile(re.escape(f"{app_url}/{path}") + r"(\?.*)?$"))
+    if heading is not None:
+        expect(by_test_id(page, "stHeading").first).to_have_text(heading)
+
+
+def expect_dataset(page: Page, title: str) -> None:
+    """Check that the page's Dataset picker shows a dataset whose title contains ``title``."""
+    dataset = by_test_id(page, "stSelectbox").filter(has_text="Dataset").get_by_role("combobox")
+    expect(dataset).to_have_value(re.compile(re.escape(title)))
+
+
+def new_page(browser, url: str | None = None) -> Page:
+    """A page in a fresh browser context (so a fresh Streamlit session), on ``url`` if given, waited until the app's
+    first run has ended. Close it with ``page.context.close()``."""
+    context = browser.new_context(viewport={"width": 1440, "height": 1100})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    if url is not None:
+        page.goto(url)
+        # Before its first run the app is briefly connected and idle with nothing drawn: wait for the page too.
+        active_dataset_heading(page).wait_for(state="visible")
+        wait_for_app_idle(page)
+    return page

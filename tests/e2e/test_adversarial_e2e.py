@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import io
-import re
-
-import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.helpers import publish_screenshot, by_test_id, expect_no_exception, wait_for_app_idle
+from tests.e2e.helpers import (by_test_id, download_csv, expect_dataset, expect_no_exception, open_page,
+                               publish_screenshot, wait_for_app_idle)
 
 pytestmark = pytest.mark.e2e
 
@@ -31,11 +28,8 @@ def _submit(page, label: str) -> None:
 
 
 def test_train_distil_attack_and_see_the_roc(page, app_url, artifacts):
-    page.goto(f"{app_url}/adversarial")
-    wait_for_app_idle(page)
-    expect(by_test_id(page, "stHeading").first).to_have_text("Adversarial detection")
-    dataset = by_test_id(page, "stSelectbox").filter(has_text="Dataset").get_by_role("combobox")
-    expect(dataset).to_have_value(re.compile("Handwritten digits"))
+    open_page(page, f"{app_url}/adversarial", "Adversarial detection")
+    expect_dataset(page, "Handwritten digits")
     # Nothing to distil or attack before a classifier exists.
     expect(by_test_id(page, "stFormSubmitButton").filter(has_text="Distil detector")).to_have_count(0)
 
@@ -90,9 +84,7 @@ def test_train_distil_attack_and_see_the_roc(page, app_url, artifacts):
     expect(_metric(page, "False-alarm rate")).not_to_have_text(before)
     assert float(_metric(page, "False-alarm rate").inner_text().rstrip("%")) > float(before.rstrip("%"))
 
-    with page.expect_download() as download_info:
-        by_test_id(page, "stDownloadButton").filter(has_text="Scores CSV").locator("button").click()
-    scores = pd.read_csv(io.BytesIO(open(download_info.value.path(), "rb").read()))
+    scores = download_csv(page, "Scores CSV")
     assert {"row", "label", "status", "reason", "clean_prediction", "adversarial_prediction", "adversarial_score",
             "adversarial_flagged", "clean_score", "clean_flagged"} <= set(scores.columns)
     assert len(scores) == 1797 and scores["row"].tolist() == list(range(1797))  # one line per row of Digits

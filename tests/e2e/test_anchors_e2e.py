@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.helpers import (by_test_id, expect_no_exception, metric, publish_screenshot, set_number, submit,
+from tests.e2e.helpers import (by_test_id, expect_dataset, expect_no_exception, go_to, metric, publish_screenshot,
+                               set_number, submit,
                                wait_for_app_idle)
 
 pytestmark = pytest.mark.e2e
@@ -16,12 +15,8 @@ JOB_TIMEOUT_MS = 240_000  # a loaded 2-core machine
 
 
 def test_explain_one_adult_row_and_see_rules_precision_and_coverage(page, app_url, artifacts):
-    by_test_id(page, "stSidebarNav").get_by_role("link", name="Anchors").click()
-    wait_for_app_idle(page, after_action=True)
-    expect(page).to_have_url(re.compile(re.escape(f"{app_url}/anchors") + r"(\?.*)?$"))  # ?s=<session token>
-    expect(by_test_id(page, "stHeading").first).to_have_text("Anchors")
-    dataset = by_test_id(page, "stSelectbox").filter(has_text="Dataset").get_by_role("combobox")
-    expect(dataset).to_have_value(re.compile("Adult census income"))
+    go_to(page, app_url, "Anchors", "anchors", heading="Anchors")
+    expect_dataset(page, "Adult census income")
 
     # A small forest: 10 trees on 3,000 of Adult's training rows.
     by_test_id(page, "stExpander").filter(has_text="Classifier and split settings").locator("summary").click()

@@ -8,7 +8,8 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.helpers import by_test_id, expect_no_exception, publish_screenshot, submit, wait_for_app_idle
+from tests.e2e.helpers import (by_test_id, expect_dataset, expect_no_exception, go_to, publish_screenshot, submit,
+                               wait_for_app_idle)
 
 pytestmark = pytest.mark.e2e
 
@@ -40,12 +41,8 @@ def _seventh_test_row() -> int:
 
 
 def test_explain_one_iris_row_and_see_its_pn_and_pp(page, app_url, artifacts):
-    by_test_id(page, "stSidebarNav").get_by_role("link", name="Contrastive explanations").click()
-    wait_for_app_idle(page, after_action=True)
-    expect(page).to_have_url(re.compile(re.escape(f"{app_url}/cem") + r"(\?.*)?$"))  # ?s=<session token>
-    expect(by_test_id(page, "stHeading").first).to_have_text("Contrastive explanations")
-    dataset = by_test_id(page, "stSelectbox").filter(has_text="Dataset").get_by_role("combobox")
-    expect(dataset).to_have_value(re.compile("Iris flowers"))
+    go_to(page, app_url, "Contrastive explanations", "cem", heading="Contrastive explanations")
+    expect_dataset(page, "Iris flowers")
 
     by_test_id(page, "stExpander").filter(has_text="Classifier and training settings").locator("summary").click()
     set_number(page, "Epochs", 30)

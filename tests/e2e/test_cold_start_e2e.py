@@ -4,6 +4,7 @@ reload keeps the uploaded CSV, and a refused upload leaves the uploader empty.""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -39,26 +40,30 @@ def loopback(url: str) -> bool:
     return urlparse(url).hostname in ("127.0.0.1", "localhost", "::1") or url.startswith(("data:", "blob:"))
 
 
+@contextmanager
 def open_app(browser, url: str):
-    """A fresh browser context on ``url`` with the requests, failures and console errors recorded."""
+    """A page in a fresh browser context on ``url`` with the requests, failures and console errors recorded (the
+    page and what it saw); the context is closed on leaving."""
     context = browser.new_context(viewport={"width": 1440, "height": 1100})
-    context.set_default_timeout(TIMEOUT_MS)
-    context.add_init_script(RECORD_NAVIGATION)
-    page = context.new_page()
-    seen = {"outside": [], "failed": [], "console": []}
-    page.on("request", lambda r: None if loopback(r.url) else seen["outside"].append(r.url))
-    page.on("requestfailed", lambda r: seen["failed"].append(f"{r.url} {r.failure}"))
-    page.on("console", lambda m: seen["console"].append(m.text) if m.type == "error" else None)
-    page.goto(url)
-    active_dataset_heading(page).wait_for(state="visible")
-    wait_for_app_idle(page)
-    return context, page, seen
+    try:
+        context.set_default_timeout(TIMEOUT_MS)
+        context.add_init_script(RECORD_NAVIGATION)
+        page = context.new_page()
+        seen = {"outside": [], "failed": [], "console": []}
+        page.on("request", lambda r: None if loopback(r.url) else seen["outside"].append(r.url))
+        page.on("requestfailed", lambda r: seen["failed"].append(f"{r.url} {r.failure}"))
+        page.on("console", lambda m: seen["console"].append(m.text) if m.type == "error" else None)
+        page.goto(url)
+        active_dataset_heading(page).wait_for(state="visible")
+        wait_for_app_idle(page)
+        yield page, seen
+    finally:
+        context.close()
 
 
 def test_the_first_visit_to_a_fresh_server_shows_the_app_navigation_and_reaches_no_outside_host(browser, artifacts):
     with serve(artifacts) as (url, _):
-        context, page, seen = open_app(browser, url)
-        try:
+        with open_app(browser, url) as (page, seen):
             expect(by_test_id(page, "stSidebarNav")).to_contain_text("Time-series outliers")
             page.wait_for_timeout(1_000)  # late requests (favicon, fonts) too
             navs = page.evaluate("window.__navs")
@@ -66,13 +71,10 @@ def test_the_first_visit_to_a_fresh_server_shows_the_app_navigation_and_reaches_
             assert seen["outside"] == [], seen["outside"]
             assert not [m for m in seen["console"] if "ERR_NAME_NOT_RESOLVED" in m], seen["console"]
             assert seen["failed"] == [], seen["failed"]
-        finally:
-            context.close()
 
 
 def test_a_reload_keeps_the_uploaded_csv_and_another_visitor_does_not_get_it(browser, app_url):
-    context, page, seen = open_app(browser, app_url)
-    try:
+    with open_app(browser, app_url) as (page, seen):
         open_tab(page, "Upload a CSV")
         upload_through_file_chooser(page, "mine.csv", UPLOAD)
         expect(active_dataset_heading(page)).to_have_text("Active dataset: mine.csv")
@@ -87,19 +89,13 @@ def test_a_reload_keeps_the_uploaded_csv_and_another_visitor_does_not_get_it(bro
         assert seen["outside"] == []
 
         # The same URL in another browser (another visitor) gets a session of its own.
-        other, stranger, _ = open_app(browser, page.url)
-        try:
+        with open_app(browser, page.url) as (stranger, _):
             expect(active_dataset_heading(stranger)).not_to_have_text("Active dataset: mine.csv")
             assert parse_qs(urlparse(stranger.url).query)["s"] != [token]
-        finally:
-            other.close()
-    finally:
-        context.close()
 
 
 def test_a_refused_upload_leaves_the_uploader_empty(browser, app_url):
-    context, page, _ = open_app(browser, app_url)
-    try:
+    with open_app(browser, app_url) as (page, _):
         open_tab(page, "Upload a CSV")
         upload_through_file_chooser(page, "junk.csv", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
         expect(error_alerts(page).first).to_contain_text("junk.csv")
@@ -107,5 +103,3 @@ def test_a_refused_upload_leaves_the_uploader_empty(browser, app_url):
         expect(by_test_id(page, "stFileUploader")).to_be_visible()
         expect(by_test_id(page, "stFileChipName")).to_have_count(0)
         expect(by_test_id(page, "stFileUploader")).not_to_contain_text("junk.csv")
-    finally:
-        context.close()

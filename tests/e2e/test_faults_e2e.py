@@ -18,16 +18,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import ARTIFACTS
-from tests.e2e.helpers import (
-    TIMEOUT_MS,
-    active_dataset_heading,
-    by_test_id,
-    error_alerts,
-    expect_no_exception,
-    open_tab,
-    upload_through_file_chooser,
-    wait_for_app_idle,
-)
+from tests.e2e.helpers import (TIMEOUT_MS, active_dataset_heading, by_test_id, error_alerts, expect_no_exception,
+                               new_page, open_tab, upload_through_file_chooser, wait_for_app_idle)
 
 pytestmark = pytest.mark.e2e
 
@@ -124,16 +116,11 @@ def wait_for_events(log: Path, predicate, timeout_s: float = WATCHDOG_WAIT_S) ->
 
 def test_a_tab_closed_mid_training_has_its_job_cancelled_and_its_slot_freed(browser, app_url):
     log = server_log(app_url)
-    context = browser.new_context(viewport={"width": 1440, "height": 1100})
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    page.goto(app_url)
-    active_dataset_heading(page).wait_for(state="visible")
-    wait_for_app_idle(page)
+    page = new_page(browser, app_url)
     owner = start_long_training(page)
     queued = wait_for_events(log, lambda events: any(e["event"] == "queued" and e["owner"] == owner for e in events))
     job_id = next(e["job"] for e in queued if e["event"] == "queued" and e["owner"] == owner)
-    context.close()  # the visitor closes the tab: the websocket goes, the session is no longer active
+    page.context.close()  # the visitor closes the tab: the websocket goes, the session is no longer active
 
     events = wait_for_events(log, lambda events: any(e["event"] == "finished" and e["job"] == job_id for e in events))
     of_job = [e for e in events if e["job"] == job_id]

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from playwright.sync_api import expect
 
 from tests.app import own_models
-from tests.e2e.helpers import (by_test_id, expect_no_exception, metric, publish_screenshot, set_number, submit,
+from tests.e2e.helpers import (by_test_id, expect_no_exception, go_to, metric, publish_screenshot, set_number, submit,
                                upload_through_file_chooser, wait_for_app_idle)
 
 pytestmark = pytest.mark.e2e
@@ -18,9 +16,7 @@ JOB_TIMEOUT_MS = 240_000  # a loaded 2-core machine
 
 def test_upload_an_onnx_model_on_anchors_and_explain_one_of_its_predictions(page, app_url, artifacts):
     model = own_models.adult_forest_onnx()  # a scikit-learn forest on Adult's 14 default features, as ONNX
-    by_test_id(page, "stSidebarNav").get_by_role("link", name="Anchors").click()
-    wait_for_app_idle(page, after_action=True)
-    expect(page).to_have_url(re.compile(re.escape(f"{app_url}/anchors") + r"(\?.*)?$"))  # ?s=<session token>
+    go_to(page, app_url, "Anchors", "anchors")
 
     by_test_id(page, "stRadio").filter(has_text="Classifier").get_by_text("Use my own model").click()
     wait_for_app_idle(page, after_action=True)

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
-import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import serve
-from tests.e2e.helpers import TIMEOUT_MS, by_test_id, expect_no_exception, publish_screenshot, wait_for_app_idle
+from tests.e2e.helpers import (by_test_id, download_csv, expect_no_exception, new_page, open_page, publish_screenshot,
+                               train_with_settings, wait_for_app_idle)
 
 pytestmark = pytest.mark.e2e
 
 TRAINING_TIMEOUT_MS = 300_000
-
-
-def _set_number(page, label: str, value: int) -> None:
-    field = by_test_id(page, "stNumberInput").filter(has_text=label).locator("input")
-    field.fill(str(value))
-    field.press("Tab")  # Enter would submit the form before the next field is set
 
 
 def _flagged(page) -> int:
@@ -29,19 +20,8 @@ def _flagged(page) -> int:
 
 
 def test_train_threshold_and_download_scores(page, app_url, artifacts):
-    page.goto(f"{app_url}/tabular_outliers")
-    wait_for_app_idle(page)
-    expect(by_test_id(page, "stHeading").first).to_have_text("Tabular outliers")
-    by_test_id(page, "stExpander").filter(has_text="Model and training settings").click()
-    _set_number(page, "Epochs", 2)
-    _set_number(page, "Train on at most", 3000)
-    by_test_id(page, "stFormSubmitButton").locator("button").click()
-
-    results = by_test_id(page, "stHeading").filter(has_text="Results")
-    results.wait_for(state="visible", timeout=TRAINING_TIMEOUT_MS)
-    wait_for_app_idle(page)
-    expect_no_exception(page)
-    expect(by_test_id(page, "stAlertContentSuccess")).to_contain_text("Train AEGMM finished")
+    open_page(page, f"{app_url}/tabular_outliers", "Tabular outliers")
+    train_with_settings(page, {"Epochs": 2, "Train on at most": 3000}, "Train AEGMM finished", TRAINING_TIMEOUT_MS)
     before = _flagged(page)
     assert 0 < before < 49_097
     expect(by_test_id(page, "stMetric").filter(has_text="F1")).to_be_visible()
@@ -62,9 +42,7 @@ def test_train_threshold_and_download_scores(page, app_url, artifacts):
     after = _flagged(page)
     assert after > before
 
-    with page.expect_download() as download_info:
-        by_test_id(page, "stDownloadButton").filter(has_text="Scores CSV").locator("button").click()
-    scores = pd.read_csv(io.BytesIO(open(download_info.value.path(), "rb").read()))
+    scores = download_csv(page, "Scores CSV")
     assert {"instance_score", "is_outlier", "f1", "anomaly"} <= set(scores.columns)
     assert len(scores) == 49_097
     assert int(scores["is_outlier"].sum()) == after
@@ -166,24 +144,13 @@ def test_a_saved_detector_scores_with_its_threshold_screenshot_for_readme(browse
 def test_with_jobs_on_ray_the_page_works_the_same(browser, artifacts):
     """``LANTERN_RAY_ADDRESS=local``: the server starts a local Ray runtime at start-up and hands its jobs to it."""
     with serve(artifacts, {"LANTERN_RAY_ADDRESS": "local", "LANTERN_MAX_CONCURRENT_JOBS": "1"}) as (url, server):
-        context = browser.new_context(viewport={"width": 1440, "height": 1100})
-        context.set_default_timeout(TIMEOUT_MS)
-        page = context.new_page()
+        page = new_page(browser)
         try:
-            page.goto(f"{url}/tabular_outliers")
-            wait_for_app_idle(page)
-            expect(by_test_id(page, "stHeading").first).to_have_text("Tabular outliers")
-            by_test_id(page, "stExpander").filter(has_text="Model and training settings").click()
-            _set_number(page, "Epochs", 2)
-            _set_number(page, "Train on at most", 2000)
-            by_test_id(page, "stFormSubmitButton").filter(has_text="Train").locator("button").click()
-            by_test_id(page, "stHeading").filter(has_text="Results").wait_for(state="visible",
-                                                                               timeout=TRAINING_TIMEOUT_MS)
-            wait_for_app_idle(page)
-            expect_no_exception(page)
-            expect(by_test_id(page, "stAlertContentSuccess")).to_contain_text("Train AEGMM finished")
+            open_page(page, f"{url}/tabular_outliers", "Tabular outliers")
+            train_with_settings(page, {"Epochs": 2, "Train on at most": 2000}, "Train AEGMM finished",
+                                TRAINING_TIMEOUT_MS)
             assert 0 < _flagged(page) < 49_097
             log = next(artifacts.glob(f"server-{url.rsplit(':', 1)[1]}.log")).read_text(errors="replace")
             assert '"event": "ray_started"' in log and '"outcome": "done"' in log
         finally:
-            context.close()
+            page.context.close()

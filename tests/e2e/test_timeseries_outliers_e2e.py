@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import io
-
-import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.helpers import publish_screenshot, by_test_id, expect_no_exception, wait_for_app_idle
+from tests.e2e.helpers import (by_test_id, download_csv, expect_no_exception, open_page, publish_screenshot,
+                               train_with_settings, wait_for_app_idle)
 
 pytestmark = pytest.mark.e2e
 
 TRAINING_TIMEOUT_MS = 300_000
-
-
-def _set_number(page, label: str, value: int) -> None:
-    field = by_test_id(page, "stNumberInput").filter(has_text=label).locator("input")
-    field.fill(str(value))
-    field.press("Tab")  # Enter would submit the form with the settings typed so far
 
 
 def _metric(page, label: str):
@@ -29,28 +21,10 @@ def _count(page, label: str) -> int:
     return int(_metric(page, label).inner_text().replace(",", ""))
 
 
-def _download(page, label: str) -> pd.DataFrame:
-    with page.expect_download() as download_info:
-        by_test_id(page, "stDownloadButton").filter(has_text=label).locator("button").click()
-    with open(download_info.value.path(), "rb") as handle:
-        return pd.read_csv(io.BytesIO(handle.read()))
-
-
 def test_train_move_feature_threshold_and_download_scores(page, app_url, artifacts):
-    page.goto(f"{app_url}/timeseries_outliers")
-    wait_for_app_idle(page)
-    expect(by_test_id(page, "stHeading").first).to_have_text("Time-series outliers")
-    by_test_id(page, "stExpander").filter(has_text="Model and training settings").click()
-    _set_number(page, "Window length", 50)
-    _set_number(page, "Latent size", 8)
-    _set_number(page, "Epochs", 2)
-    by_test_id(page, "stFormSubmitButton").locator("button").click()
-
-    results = by_test_id(page, "stHeading").filter(has_text="Results")
-    results.wait_for(state="visible", timeout=TRAINING_TIMEOUT_MS)
-    wait_for_app_idle(page)
-    expect_no_exception(page)
-    expect(by_test_id(page, "stAlertContentSuccess")).to_contain_text("Train Seq2Seq finished")
+    open_page(page, f"{app_url}/timeseries_outliers", "Time-series outliers")
+    train_with_settings(page, {"Window length": 50, "Latent size": 8, "Epochs": 2}, "Train Seq2Seq finished",
+                        TRAINING_TIMEOUT_MS)
     expect(by_test_id(page, "stAlertContentSuccess")).to_contain_text("2 epoch(s)")
     expect(page.get_by_text("Feature scores over time").first).to_be_visible()  # the heatmap's title
     expect(by_test_id(page, "stMetric").filter(has_text="F1").first).to_be_visible()
@@ -74,14 +48,14 @@ def test_train_move_feature_threshold_and_download_scores(page, app_url, artifac
     assert after > before
     expect_no_exception(page)
 
-    steps = _download(page, "Scores per time step CSV")  # joins back: one row per input row, in input order
+    steps = download_csv(page, "Scores per time step CSV")  # joins back: one row per input row, in input order
     assert list(steps.columns[:6]) == ["row", "time", "ecg", "label", "status", "reason"]
     assert steps["row"].tolist() == list(range(20000)) and (steps["status"] == "scored").all()
     assert {"ecg_reconstruction", "ecg_score", "ecg_flagged", "instance_score", "is_outlier", "window"} <= set(
         steps.columns)
     assert int(steps["is_outlier"].sum()) == after
     assert ((steps["ecg_score"] > 0) == steps["ecg_flagged"].astype(bool)).all()
-    windows = _download(page, "Window scores CSV")
+    windows = download_csv(page, "Window scores CSV")
     assert {"window", "start_time", "end_time", "instance_score", "is_outlier", "labelled"} <= set(windows.columns)
     assert windows["window"].tolist() == list(range(400))
     expect_no_exception(page)

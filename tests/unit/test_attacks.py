@@ -9,15 +9,9 @@ import pytest
 from engine.ad.attacks import AttackResult, attack, fgsm, harmfulness, perturbation_norms, pgd
 from engine.classifiers import build_classifier, predict_proba, train_classifier
 from engine.errors import DataError
+from tests.unit.helpers import blobs
 
 TOL = 1e-5
-
-
-def blobs(n=240, d=8, k=3, seed=0):
-    centres = np.random.default_rng(100).uniform(0.3, 0.7, size=(k, d))
-    y = np.arange(n) % k
-    X = np.clip(centres[y] + np.random.default_rng(seed).normal(scale=0.05, size=(n, d)), 0, 1).astype("float32")
-    return X, y
 
 
 @pytest.fixture(scope="module")

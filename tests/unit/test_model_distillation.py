@@ -15,15 +15,9 @@ from engine.classifiers import build_classifier, train_classifier
 from engine.errors import ArchiveError, DataError, NotFittedError, TrainingCancelled
 from engine.saving import detector_to_bytes, load_detector
 from engine.training import CancelToken
+from tests.unit.helpers import blobs
 
 K = 3
-
-
-def blobs(n=240, d=8, seed=0):
-    centres = np.random.default_rng(100).uniform(0.3, 0.7, size=(K, d))
-    y = np.arange(n) % K
-    X = np.clip(centres[y] + np.random.default_rng(seed).normal(scale=0.05, size=(n, d)), 0, 1).astype("float32")
-    return X, y
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from sklearn.preprocessing import FunctionTransformer
 
 from engine.errors import LanternError, ModelError
 from engine.predictors import Predictor, check_predictor, kind_of, load_predictor
+from tests.crafted_files import onnx_with_external_weights, zip_members, zipped
 
 SPECIES = np.array(["setosa", "versicolor", "virginica"])
 
@@ -201,20 +202,9 @@ def test_onnx_with_one_input_per_column_is_refused_with_how_to_export(logistic):
 def test_onnx_weights_in_external_files_are_never_read(tmp_path, monkeypatch):
     """An ONNX file may name a file holding its weights; loaded from bytes, onnxruntime would read it from the
     working directory, so a visitor could make the model read server files. Refused, whatever the path."""
-    from onnx import TensorProto, helper, numpy_helper
-    from onnx.external_data_helper import set_external_data
-
     monkeypatch.chdir(tmp_path)
     (tmp_path / "secret.bin").write_bytes(bytes(range(48)))
-    weights = numpy_helper.from_array(np.zeros((4, 3), np.float32), "w")
-    set_external_data(weights, location="secret.bin", offset=0, length=48)
-    weights.ClearField("raw_data")
-    weights.data_location = TensorProto.EXTERNAL
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["z"]),
-                               helper.make_node("Softmax", ["z"], ["p"], axis=1)], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
-                              [helper.make_tensor_value_info("p", TensorProto.FLOAT, [None, 3])], [weights])
-    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
+    data = onnx_with_external_weights("secret.bin")
     with pytest.raises(ModelError, match="external data"):
         load_predictor(data)
     from engine.predictors.onnx_model import _session
@@ -274,24 +264,18 @@ def test_keras_lambda_layer_is_refused_before_keras_loads_it(tmp_path):
 
 def test_keras_custom_object_is_refused_listing_it(tmp_path, keras_file):
     path, _ = keras_file
-    with zipfile.ZipFile(path) as zf:
-        members = {n: zf.read(n) for n in zf.namelist()}
+    members = zip_members(path)
     members["config.json"] = members["config.json"].replace(b'"module": "keras.layers", "class_name": "Dense"',
                                                             b'"module": "evil.layers", "class_name": "Dense"', 1)
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
     with pytest.raises(ModelError, match="evil.layers.Dense"):
-        load_predictor(out.getvalue(), trusted=True)
+        load_predictor(zipped(members), trusted=True)
 
 
 def test_keras_weights_read_from_another_file_are_refused(tmp_path, keras_file):
     """HDF5 can keep a dataset's bytes in any file of the server; Keras refuses such weights, and so does Lantern."""
     import h5py
 
-    with zipfile.ZipFile(keras_file[0]) as zf:
-        members = {n: zf.read(n) for n in zf.namelist()}
+    members = zip_members(keras_file[0])
     (tmp_path / "secret.bin").write_bytes(np.arange(32, dtype=np.float32).tobytes())
     weights = io.BytesIO()
     with h5py.File(weights, "w") as h5:
@@ -302,12 +286,8 @@ def test_keras_weights_read_from_another_file_are_refused(tmp_path, keras_file):
             group.create_dataset("1", data=np.zeros(shape[1], np.float32))
         h5.create_group("vars")
     members["model.weights.h5"] = weights.getvalue()
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
     with pytest.raises(ModelError, match="safe mode.*external"):
-        load_predictor(out.getvalue(), trusted=True)
+        load_predictor(zipped(members), trusted=True)
 
 
 def test_keras_and_skops_need_trusted_mode(keras_file, logistic, monkeypatch):

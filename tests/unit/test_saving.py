@@ -25,6 +25,7 @@ from engine.saving import (
     save_explainer,
     set_model_weights,
 )
+from tests.crafted_files import with_manifest, zip_members, zipped
 
 TRAP_CALLS: list[str] = []
 
@@ -95,36 +96,15 @@ def archive(detector):
     return detector_to_bytes(detector)
 
 
-def _members(archive: bytes) -> dict[str, bytes]:
-    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
-        return {name: zf.read(name) for name in zf.namelist()}
-
-
-def _zip(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=compression) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return out.getvalue()
-
-
-def _with_manifest(archive: bytes, edit) -> bytes:
-    members = _members(archive)
-    manifest = json.loads(members["manifest.json"])
-    edit(manifest)
-    members["manifest.json"] = json.dumps(manifest).encode()
-    return _zip(members)
-
-
 def _with_arrays(archive: bytes, edit) -> bytes:
-    members = _members(archive)
+    members = zip_members(archive)
     with np.load(io.BytesIO(members["arrays.npz"])) as npz:
         arrays = {k: npz[k] for k in npz.files}
     edit(arrays)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     members["arrays.npz"] = buffer.getvalue()
-    return _zip(members)
+    return zipped(members)
 
 
 # -- round trips ----------------------------------------------------------------------------------
@@ -156,7 +136,7 @@ def test_detector_loads_from_bytes_a_file_object_or_a_path_string(archive, tmp_p
 
 
 def test_archive_holds_exactly_a_json_manifest_and_an_npz(archive):
-    members = _members(archive)
+    members = zip_members(archive)
     assert sorted(members) == ["arrays.npz", "manifest.json"]
     manifest = json.loads(members["manifest.json"])
     assert manifest["format"] == FORMAT_NAME and manifest["format_version"] == FORMAT_VERSION
@@ -210,25 +190,25 @@ def test_a_truncated_archive_is_refused(archive):
 
 
 def test_an_extra_member_is_refused(archive):
-    members = _members(archive)
+    members = zip_members(archive)
     members["model.keras"] = b"not even a model"
     with pytest.raises(ArchiveError, match=r"expected members \['manifest.json', 'arrays.npz'\], found"):
-        load_detector(_zip(members))
+        load_detector(zipped(members))
 
 
 @pytest.mark.parametrize("missing", ["manifest.json", "arrays.npz"])
 def test_a_missing_member_is_refused(archive, missing):
-    members = _members(archive)
+    members = zip_members(archive)
     del members[missing]
     with pytest.raises(ArchiveError, match="expected members"):
-        load_detector(_zip(members))
+        load_detector(zipped(members))
 
 
 def test_a_manifest_that_is_not_json_is_refused(archive):
-    members = _members(archive)
+    members = zip_members(archive)
     members["manifest.json"] = b"{'format': 'lantern-archive',"
     with pytest.raises(ArchiveError, match="archive manifest is not valid JSON"):
-        load_detector(_zip(members))
+        load_detector(zipped(members))
 
 
 @pytest.mark.parametrize(
@@ -249,14 +229,14 @@ def test_a_manifest_that_is_not_json_is_refused(archive):
 )
 def test_a_tampered_manifest_is_refused(archive, edit, message):
     with pytest.raises(ArchiveError, match=message):
-        load_detector(_with_manifest(archive, edit))
+        load_detector(with_manifest(archive, edit))
 
 
 def test_a_manifest_that_is_a_json_list_is_refused(archive):
-    members = _members(archive)
+    members = zip_members(archive)
     members["manifest.json"] = b"[1, 2, 3]"
     with pytest.raises(ArchiveError, match="no Lantern format marker"):
-        load_detector(_zip(members))
+        load_detector(zipped(members))
 
 
 def _set_layer(manifest, **changes):
@@ -280,7 +260,7 @@ def _set_layer(manifest, **changes):
 )
 def test_a_tampered_network_spec_is_refused(archive, edit, message):
     with pytest.raises(ArchiveError, match=message):
-        load_detector(_with_manifest(archive, edit))
+        load_detector(with_manifest(archive, edit))
 
 
 def test_unknown_layer_arguments_are_dropped_not_passed_on(archive):
@@ -289,7 +269,7 @@ def test_unknown_layer_arguments_are_dropped_not_passed_on(archive):
         layer["kernel_initializer"] = {"class_name": "Lambda", "config": {"function": "evil"}}
         layer["dtype_policy"] = "mixed_float16"
 
-    loaded = load_detector(_with_manifest(archive, add_dangerous_keys))
+    loaded = load_detector(with_manifest(archive, add_dangerous_keys))
     dense = loaded.net.layers[0]
     assert dense.dtype_policy.name == "float32"
     assert type(dense.kernel_initializer).__name__ == "GlorotUniform"
@@ -320,24 +300,24 @@ def test_an_object_array_is_refused_and_never_unpickled(archive):
         arrays["center"] = np.array([Trap(), 1], dtype=object)
 
     tampered = _with_arrays(archive, add_trap)
-    assert b"_trap_fired" in _members(tampered)["arrays.npz"]  # the pickle is really in there
+    assert b"_trap_fired" in zip_members(tampered)["arrays.npz"]  # the pickle is really in there
     with pytest.raises(ArchiveError, match="archive arrays are unreadable.*allow_pickle"):
         load_detector(tampered)
     assert TRAP_CALLS == []
 
 
 def test_an_npz_that_is_not_a_zip_is_refused(archive):
-    members = _members(archive)
+    members = zip_members(archive)
     members["arrays.npz"] = b"definitely not numpy"
     with pytest.raises(ArchiveError, match="archive arrays are unreadable"):
-        load_detector(_zip(members))
+        load_detector(zipped(members))
 
 
 def test_a_zip_bomb_member_is_refused_before_it_is_unpacked(archive):
-    members = _members(archive)
+    members = zip_members(archive)
     members["manifest.json"] = b"{" + b" " * (8 * 2**20) + b"}"  # 8 MB of spaces deflate to ~8 KB
     with pytest.raises(ArchiveError, match="archive member manifest.json is too large or compressed suspiciously"):
-        load_detector(_zip(members))
+        load_detector(zipped(members))
 
 
 def test_a_zip_bomb_inside_the_npz_is_refused_before_numpy_reads_it(archive):
@@ -346,11 +326,11 @@ def test_a_zip_bomb_inside_the_npz_is_refused_before_numpy_reads_it(archive):
         header = io.BytesIO()
         np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (2**20,)})
         zf.writestr("center.npy", header.getvalue() + bytes(8 * 2**20))  # 8 MB of zeros, ~8 KB compressed
-    members = _members(archive)
+    members = zip_members(archive)
     members["arrays.npz"] = inner.getvalue()
     # Stored without outer compression, so only the inner ratio gives the bomb away.
     with pytest.raises(ArchiveError, match="archive array center.npy is too large or compressed suspiciously"):
-        load_detector(_zip(members, compression=zipfile.ZIP_STORED))
+        load_detector(zipped(members, compression=zipfile.ZIP_STORED))
 
 
 def test_an_array_header_declaring_an_impossible_shape_is_refused(archive):
@@ -359,10 +339,10 @@ def test_an_array_header_declaring_an_impossible_shape_is_refused(archive):
         header = io.BytesIO()
         np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**15,)})
         zf.writestr("center.npy", header.getvalue() + bytes(16))
-    members = _members(archive)
+    members = zip_members(archive)
     members["arrays.npz"] = inner.getvalue()
     with pytest.raises(ArchiveError):
-        load_detector(_zip(members))
+        load_detector(zipped(members))
 
 
 # -- network weights helpers ------------------------------------------------------------------------
@@ -382,7 +362,7 @@ def test_model_weights_and_set_model_weights_round_trip():
 
 def test_feature_names_are_recorded_from_a_keyword_and_read_back(detector, tmp_path):
     path = save_detector(detector, tmp_path / "named.lantern", feature_names=["x0", "x1", "x2"])
-    manifest = json.loads(_members(path.read_bytes())["manifest.json"])
+    manifest = json.loads(zip_members(path.read_bytes())["manifest.json"])
     assert manifest["feature_names"] == ["x0", "x1", "x2"]
     assert load_detector(path).feature_names_ == ["x0", "x1", "x2"]
 
@@ -394,7 +374,7 @@ def test_feature_names_come_from_the_feature_names_attribute(tmp_path):
 
 
 def test_an_archive_without_feature_names_still_loads_with_none(archive):
-    assert "feature_names" not in json.loads(_members(archive)["manifest.json"])
+    assert "feature_names" not in json.loads(zip_members(archive)["manifest.json"])
     assert load_detector(archive).feature_names_ is None
 
 
@@ -405,7 +385,7 @@ def test_feature_names_must_be_distinct_strings(detector, names):
 
 
 def test_tampered_feature_names_in_an_archive_are_refused(archive):
-    tampered = _with_manifest(archive, lambda m: m.update(feature_names=[{"x": 1}]))
+    tampered = with_manifest(archive, lambda m: m.update(feature_names=[{"x": 1}]))
     with pytest.raises(ArchiveError, match="feature names"):
         load_detector(tampered)
 

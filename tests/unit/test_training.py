@@ -11,17 +11,7 @@ import pytest
 from engine.errors import TrainingCancelled, TrainingDivergedError
 from engine.nets import mlp
 from engine.training import CancelToken, TrainingEvent, TrainingHistory, resolve_optimizer, train
-
-
-def mse(target, outputs):
-    return keras.ops.mean((target - outputs) ** 2, axis=-1)
-
-
-def toy_regression(n=64, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 4)).astype("float32")
-    y = (x @ np.array([[1.0], [-2.0], [0.5], [0.0]], dtype="float32") + 0.3).astype("float32")
-    return x, y
+from tests.unit.helpers import interrupting, mse, toy_regression
 
 
 def frozen_linear(n_in=4, n_out=1, value=1.0, **kwargs):
@@ -65,13 +55,7 @@ def test_progress_gets_every_batch_and_epoch_with_sensible_fields():
 def test_cancel_from_a_callback_raises_at_the_next_batch():
     x, y = toy_regression()
     token = CancelToken()
-    seen = []
-
-    def progress(event):
-        seen.append(event)
-        if event.kind == "batch" and event.step == 2:
-            token.cancel()
-
+    progress, seen = interrupting(token.cancel, lambda event: event.kind == "batch" and event.step == 2)
     with pytest.raises(TrainingCancelled, match="cancelled"):
         train(mlp(4, [8], 1, seed=0), mse, x, y, epochs=50, batch_size=8, progress=progress, cancel=token)
     assert [e.step for e in seen] == [1, 2]  # no third batch ran

@@ -6,25 +6,14 @@ import keras
 import numpy as np
 
 from engine.training import CancelToken, train
-
-
-def mse(target, outputs):
-    return keras.ops.mean((target - outputs) ** 2, axis=-1)
+from tests.unit.helpers import interrupting, mse, toy_regression
 
 
 def test_stop_ends_the_run_after_the_current_batch_and_keeps_the_model():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 4)).astype("float32")
-    y = (x @ np.array([[1.0], [-2.0], [0.5], [0.0]], dtype="float32")).astype("float32")
+    x, y = toy_regression()
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     token = CancelToken()
-    events = []
-
-    def progress(event):
-        events.append(event)
-        if event.kind == "epoch" and event.epoch == 3:
-            token.stop()
-
+    progress, events = interrupting(token.stop, lambda event: event.kind == "epoch" and event.epoch == 3)
     before = [w.copy() for w in model.get_weights()]
     history = train(model, mse, x, y, optimizer=keras.optimizers.Adam(0.05), epochs=1000, batch_size=16, seed=0,
                     progress=progress, cancel=token)

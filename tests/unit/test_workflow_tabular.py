@@ -3,9 +3,7 @@ preprocessing, the joinable export, threshold maths, and the jobs (jobs/tabular.
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 
 import numpy as np
 import pandas as pd
@@ -14,6 +12,7 @@ import pytest
 from engine.errors import ArchiveError, DataError
 from engine.preprocessing import OneHotEncoder
 from jobs import tabular as jobs_tabular
+from tests.crafted_files import with_manifest
 from tests.own_csv import MISSING_ROWS, NUMERIC, own_frame
 from workflows import tabular as wf
 
@@ -216,21 +215,6 @@ def test_the_scoring_job_passes_on_what_the_archive_carries(answer):
     np.testing.assert_allclose(again.scores, out.scores[:50], rtol=1e-5, atol=1e-6)
 
 
-def _rewrite_manifest(archive: bytes, change) -> bytes:
-    members = {}
-    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
-        for name in zf.namelist():
-            members[name] = zf.read(name)
-    manifest = json.loads(members["manifest.json"])
-    change(manifest)
-    members["manifest.json"] = json.dumps(manifest).encode()
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return out.getvalue()
-
-
 def test_an_archive_without_the_new_entries_still_loads_with_none(answer):
     from engine.saving import load_detector
 
@@ -238,7 +222,7 @@ def test_an_archive_without_the_new_entries_still_loads_with_none(answer):
         manifest.pop("threshold_reference")
         manifest.pop("preprocessing")
 
-    detector = load_detector(_rewrite_manifest(answer[2].archive, drop))
+    detector = load_detector(with_manifest(answer[2].archive, drop))
     assert detector.threshold_perc_ is None and detector.reference_scores_ is None and detector.preprocessing_ is None
     assert detector.threshold == pytest.approx(answer[2].threshold)
 
@@ -249,7 +233,7 @@ def test_a_tampered_threshold_reference_is_refused(answer, reference):
     from engine.saving import load_detector
 
     with pytest.raises(ArchiveError, match="threshold reference"):
-        load_detector(_rewrite_manifest(answer[2].archive, lambda m: m.update(threshold_reference=reference)))
+        load_detector(with_manifest(answer[2].archive, lambda m: m.update(threshold_reference=reference)))
 
 
 def test_the_download_carries_the_threshold_and_percentile_chosen_on_the_slider(answer):
