@@ -6,8 +6,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import serve
-from tests.e2e.helpers import (by_test_id, download_csv, expect_no_exception, new_page, open_page, publish_screenshot,
-                               train_with_settings, wait_for_app_idle)
+from tests.e2e.helpers import (TIMEOUT_MS, by_test_id, download_csv, expect_no_exception, new_page, open_page,
+                               publish_screenshot, set_number, train_with_settings, wait_for_app_idle)
 
 pytestmark = pytest.mark.e2e
 
@@ -62,14 +62,14 @@ def test_stop_and_keep_then_compare_with_the_previous_run_screenshot_for_readme(
     page.goto(f"{app_url}/tabular_outliers")
     wait_for_app_idle(page)
     by_test_id(page, "stExpander").filter(has_text="Model and training settings").click()
-    _set_number(page, "Epochs", 2)
-    _set_number(page, "Train on at most", 3000)
+    set_number(page, "Epochs", 2)
+    set_number(page, "Train on at most", 3000)
     by_test_id(page, "stFormSubmitButton").filter(has_text="Train").locator("button").click()
     by_test_id(page, "stHeading").filter(has_text="Results").wait_for(state="visible", timeout=TRAINING_TIMEOUT_MS)
     wait_for_app_idle(page)
     expect(by_test_id(page, "stAlertContentSuccess")).to_contain_text("Train AEGMM finished")
 
-    _set_number(page, "Epochs", 200)
+    set_number(page, "Epochs", 200)
     by_test_id(page, "stFormSubmitButton").filter(has_text="Train").locator("button").click()
     stop = page.get_by_role("button", name="Stop and keep").first  # the live panel redraws: a stale copy may linger
     stop.wait_for(state="visible", timeout=TRAINING_TIMEOUT_MS)
@@ -109,8 +109,8 @@ def test_a_saved_detector_scores_with_its_threshold_screenshot_for_readme(browse
             page.goto(f"{url}/tabular_outliers")
             wait_for_app_idle(page)
             by_test_id(page, "stExpander").filter(has_text="Model and training settings").click()
-            _set_number(page, "Epochs", 2)
-            _set_number(page, "Train on at most", 3000)
+            set_number(page, "Epochs", 2)
+            set_number(page, "Train on at most", 3000)
             by_test_id(page, "stFormSubmitButton").filter(has_text="Train").locator("button").click()
             by_test_id(page, "stHeading").filter(has_text="Results").wait_for(state="visible",
                                                                                timeout=TRAINING_TIMEOUT_MS)

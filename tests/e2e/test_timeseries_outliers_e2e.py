@@ -72,7 +72,7 @@ def test_the_page_defaults_rank_the_labelled_anomaly_first(page, app_url, artifa
     expect_no_exception(page)
     expect(by_test_id(page, "stAlertContentSuccess")).to_contain_text("20 epoch(s)")
     expect(by_test_id(page, "stAlertContentWarning").filter(has_text="until the loss flattens")).to_have_count(0)
-    windows = _download(page, "Window scores CSV")
+    windows = download_csv(page, "Window scores CSV")
     assert bool(windows.sort_values("instance_score", ascending=False).iloc[0]["labelled"])
     page.set_viewport_size({"width": 1440, "height": 2200})
     by_test_id(page, "stAlertContentSuccess").evaluate("alert => alert.scrollIntoView({block: 'start'})")
