@@ -3,10 +3,9 @@
 Usage in a page::
 
     if st.button("Train"):
-        training.start("aegmm", "Train AEGMM", lambda job: fit_and_score(job, ...))
-    job = training.panel("aegmm")
-    if job is not None and job.state == "done":
-        show_results(job.result)
+        training.start_job("aegmm", "Train AEGMM", jobs.tabular.fit_and_score, request, context=prepared)
+    training.panel("aegmm")
+    run = training.outcome("aegmm", workflows.tabular.build_run)  # the page's view, built in the page's thread
 
 The job lives in ``st.session_state`` (one per key and session), so reruns, slider moves and
 other pages do not disturb it. The last two finished jobs under a key are kept too: :func:`outcome` and
@@ -93,12 +92,6 @@ def _admit(key: str, submit: Callable[[str], Job]) -> Job | None:
         return None
     st.session_state[_state_key(key)] = job
     return job
-
-
-def start(key: str, label: str, fn: Callable[[Job], Any], kind: str = "train") -> Job | None:
-    """Submit ``fn(job)`` as a job under ``key``, run in a thread of the server (for pages not yet on
-    :func:`start_job`); shows a message and returns None when refused."""
-    return _admit(key, lambda owner: manager().submit(owner, label, fn, kind=kind))
 
 
 def start_job(key: str, label: str, fn: Callable[[Any, Any], Any], request: Any, *, kind: str = "train",
@@ -301,7 +294,7 @@ def compare(key: str, build: Callable[[Any, Any], Any] | None, figures: Callable
         st.dataframe(_comparison(key, figures, build), key=f"compare-figures::{key}")
 
 
-__all__ = ["start", "start_job", "outcome", "previous", "compare", "latest", "previous_job", "panel",
+__all__ = ["start_job", "outcome", "previous", "compare", "latest", "previous_job", "panel",
            "current", "result", "forget", "DONE", "FAILED", "CANCELLED", "RUNNING", "QUEUED"]
 
 

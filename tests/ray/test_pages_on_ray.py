@@ -2,9 +2,8 @@
 tests/app run them, with the server's job manager on a local Ray runtime.
 
 The scenarios are the page tests' own functions, run again here with the Ray-backed manager in place. A page's
-job functions (``training.start_job``) run in Ray workers; jobs a page still starts the old way
-(``training.start``/``start_task``) run in the manager's threads, so the scenarios work either way, and where
-a job did go through ``start_job`` the test checks that it ran on Ray. "Stop and keep" runs on the session tests'
+job functions (``training.start_job``, the only way a page starts a job) run in Ray workers, and the test checks
+that they ran on Ray. "Stop and keep" runs on the session tests'
 one-job page (tests/app/session_app.py), whose job trains with the engine's loop.
 """
 
