@@ -10,7 +10,7 @@ import jobs.explain as explain_jobs
 import workflows.cem as flow
 from engine.datasets import get_dataset
 from engine.tabular import find_split_column
-from ui import charts, downloads, images, own_model, training
+from ui import charts, downloads, hints, images, own_model, training
 from ui import data as ui_data
 from ui import explain as ui_explain
 from jobs.models import FitSettings, ModelFile, train_autoencoder_job, train_classifier_job
@@ -208,6 +208,9 @@ if model_run is not None:
                    else "No autoencoder trained: tick the box and train again to use gamma > 0.")
     ui_explain.class_map_warning(model_run.class_map)
     st.caption(flow.summary_caption(model_run))
+    hints.convergence(hints.history_loss(model_run.history), model="explained classifier")
+    if ae_run is not None:
+        hints.convergence(hints.history_loss(ae_run.history), model="autoencoder")
 
     table_row, position, proba, right = ui_explain.pick_prediction(
         "cem", data.test_rows, data.position, model_run.test_proba, lambda column: data.class_names[column],

@@ -28,11 +28,17 @@ CONSEQUENCES = {
     "classifier": "the classifier has not finished learning its classes, so its accuracy, the attack's success and "
                   "the detector built on it may all change with more training. Train for more epochs (or a larger "
                   "learning rate) until the loss flattens.",
+    "explained classifier": "the classifier has not finished learning its classes, so its predictions, and the "
+                            "explanations of them, may change with more training. Train for more epochs (or a larger "
+                            "learning rate) until the loss flattens.",
+    "autoencoder": "the autoencoder still reconstructs rows poorly, so the gamma term pulls explanations towards a "
+                   "rough picture of the data. Train it for more epochs until the loss flattens, or set gamma to 0.",
     "distilled": "the distilled model has not finished copying the classifier, so the two models also disagree on "
                  "clean rows: the detector's scores on clean and attacked rows overlap and it raises more false "
                  "alarms. Distil for more epochs (or a larger learning rate) until the loss flattens.",
 }
-_NAMES = {"classifier": "Classifier", "distilled": "Distilled model"}
+_NAMES = {"classifier": "Classifier", "explained classifier": "Classifier", "autoencoder": "Autoencoder",
+          "distilled": "Distilled model"}
 
 
 def epoch_losses(events: Iterable[dict]) -> list[float]:
@@ -48,7 +54,8 @@ def history_loss(history: Any) -> list[float]:
 def sentence(check: ConvergenceCheck, model: str = "detector") -> str:
     """The hint for ``check`` in plain words, saying what it means for ``model`` ('' when the loss had flattened).
 
-    ``model`` is 'detector' (an outlier detector: the engine's sentence), 'classifier' or 'distilled'.
+    ``model`` is 'detector' (an outlier detector: the engine's sentence), 'classifier' (attacked and distilled),
+    'explained classifier' (explained by CEM), 'autoencoder' (CEM's gamma term) or 'distilled'.
     """
     if not check.still_falling:
         return ""

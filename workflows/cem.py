@@ -128,7 +128,7 @@ class ModelView:
     own_kind: str | None = None  # the uploaded model's kind ('onnx', 'keras', 'sklearn'); None: trained here
     white_box: bool = True  # whether CEM gets exact gradients (a Keras model) rather than numerical ones
     class_map: object = None  # ui.own_model.ClassMap of an uploaded model
-    history: object = None  # engine.training.TrainingHistory of a network trained here (unused by the page yet)
+    history: object = None  # engine.training.TrainingHistory of a network trained here (None: uploaded)
 
 
 @dataclass
@@ -136,6 +136,7 @@ class AutoencoderView:
     data: Prepared
     network: Network
     test_mse: float
+    history: object = None  # engine.training.TrainingHistory (the page's convergence hint reads its loss)
 
 
 @dataclass
@@ -178,7 +179,7 @@ def own_view(proba: np.ndarray, data: Prepared, model: ModelFile, description: s
 
 
 def autoencoder_view(answer: AutoencoderAnswer, data: Prepared) -> AutoencoderView:
-    return AutoencoderView(data, answer.network, answer.val_mse)
+    return AutoencoderView(data, answer.network, answer.val_mse, answer.history)
 
 
 def own_model_caption(feature_names, n_features: int) -> str:

@@ -227,3 +227,24 @@ def test_settings_have_plain_words_help():
     assert "lead in probability" in at.number_input(key="cem:kappa").help
     assert "few features" in at.number_input(key="cem:beta").help
     assert at.selectbox(key="cem:no_info").help and at.selectbox(key="cem:row").help
+
+
+def _hints(at) -> list[str]:
+    return [w.value for w in at.warning if "until the loss flattens" in w.value]
+
+
+def test_a_classifier_and_autoencoder_trained_too_briefly_say_so_next_to_the_model():
+    """Issue #20 item 10 on this page: 2 epochs leave both losses falling fast, and each model's hint says so."""
+    at = _trained_page(epochs=2, with_ae=True)
+    no_exceptions(at)
+    hints = _hints(at)
+    assert any(h.startswith("Classifier:") and "explanations" in h for h in hints), hints
+    assert any(h.startswith("Autoencoder:") and "gamma" in h for h in hints), hints
+
+
+def test_a_classifier_trained_to_a_flat_loss_shows_no_hint():
+    at = _trained_page(epochs=120)
+    no_exceptions(at)
+    history = at.session_state["job::cem-model"].view.history
+    assert len(history.loss) == 120  # there was a full run to judge
+    assert _hints(at) == []
