@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 import jobs.explain as explain_jobs
+import jobs.models as models_jobs
 import workflows.anchors as flow
 from jobs.models import ModelFile
 from engine.tabular import find_split_column
@@ -26,7 +27,7 @@ def model_view(answer, context) -> flow.ModelView:
     if own is None:
         return flow.forest_view(answer, data, model, table_name)
     class_map = own_model.ClassMap.between(own.class_names, data.class_names)
-    accuracy = own_model.accuracy(answer.proba, class_map.labels_for_model(data.y_test))
+    accuracy = models_jobs.accuracy(answer.proba, class_map.labels_for_model(data.y_test))
     return flow.ModelView(data, model, class_map.shown_names, answer.proba, accuracy, table_name,
                           own_model.describe(own), class_map)
 

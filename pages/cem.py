@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import jobs.explain as explain_jobs
+import jobs.models as models_jobs
 import workflows.cem as flow
 from engine.datasets import get_dataset
 from engine.tabular import find_split_column
@@ -31,7 +32,7 @@ def model_view(answer, context) -> flow.ModelView:
     if own is None:
         return flow.trained_view(answer, data, name)
     return flow.own_view(answer.proba, data, model_file(own), own_model.describe(own), own.white_box, class_map,
-                         own_model.accuracy(answer.proba, data.y_test))
+                         models_jobs.accuracy(answer.proba, data.y_test))
 
 
 def model_file(own: own_model.OwnModel) -> ModelFile:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -24,7 +24,6 @@ SOURCES = {"train": "Train a model here", "own": "Use my own model"}
 KINDS = {".onnx": "onnx", ".keras": "keras", ".skops": "sklearn"}
 TRUSTED_KINDS = ("keras", "sklearn")
 KIND_NAMES = {"onnx": "ONNX", "keras": "Keras", "sklearn": "scikit-learn (skops)"}
-PREDICT_BATCH_ROWS = 4096  # rows per call of the model when a page scores a whole split
 
 
 # ------------------------------------------------------------------------------------------------ plain logic
@@ -177,23 +176,6 @@ class ClassMap:
             return (f"The label values {quoted(self.unmatched)} are not classes of the model (its classes: "
                     f"{quoted(self.model_names)}); accuracy counts only the rows of the other values.")
         return None
-
-
-def accuracy(proba: np.ndarray, y_model: np.ndarray) -> float | None:
-    """Share of rows whose label (as a model column, -1 = not a class of the model) the model predicts."""
-    y_model = np.asarray(y_model)
-    known = y_model >= 0
-    if not known.any():
-        return None
-    return float(np.mean(np.asarray(proba)[known].argmax(axis=1) == y_model[known]))
-
-
-def predict_in_batches(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray,
-                       batch_rows: int = PREDICT_BATCH_ROWS) -> np.ndarray:
-    """``predict`` over ``X`` in bounded batches (one array of probabilities)."""
-    X = np.asarray(X, dtype=np.float32)
-    parts = [np.asarray(predict(X[s:s + batch_rows]), dtype=np.float64) for s in range(0, len(X), batch_rows)]
-    return np.concatenate(parts) if parts else np.zeros((0, 0))
 
 
 def describe(model: OwnModel) -> str:

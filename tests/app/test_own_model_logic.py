@@ -5,6 +5,7 @@ import pytest
 
 from engine.errors import ModelError
 from tests.app import own_models
+import jobs.models as models_jobs
 from ui import own_model
 from ui.own_model import ClassMap
 
@@ -64,8 +65,8 @@ def test_classes_that_do_not_match_are_said_and_left_out_of_the_accuracy():
     y = partial.labels_for_model(np.array([0, 1, 2, 2]))
     assert y.tolist() == [0, 1, -1, -1]
     proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.5, 0.5], [0.1, 0.9]])
-    assert own_model.accuracy(proba, y) == 0.5  # rows 0 (right) and 1 (wrong); rows of "c" not counted
-    assert own_model.accuracy(proba, np.full(4, -1)) is None
+    assert models_jobs.accuracy(proba, y) == 0.5  # rows 0 (right) and 1 (wrong); rows of "c" not counted
+    assert models_jobs.accuracy(proba, np.full(4, -1)) is None
 
 
 def test_a_model_without_class_names_is_matched_by_position_with_a_note():
@@ -87,5 +88,5 @@ def test_predictions_run_in_bounded_batches():
         calls.append(len(X))
         return np.tile([0.25, 0.75], (len(X), 1))
 
-    proba = own_model.predict_in_batches(predict, np.zeros((10, 3)), batch_rows=4)
+    proba = models_jobs.predict_in_batches(predict, np.zeros((10, 3)), batch_rows=4)
     assert proba.shape == (10, 2) and calls == [4, 4, 2]
