@@ -14,3 +14,14 @@ def ray_backend():
     backend.start()
     yield backend
     backend.close()
+
+
+@pytest.fixture
+def manager(ray_backend):
+    """A job manager (2 slots, 2 per session) whose jobs run on :func:`ray_backend`; leftover jobs are cancelled."""
+    from jobs.runner import JobManager
+
+    manager = JobManager(max_concurrent=2, max_per_session=2, backend=ray_backend)
+    yield manager
+    for job in list(manager._running + manager._queue):
+        manager.cancel(job)

@@ -30,14 +30,6 @@ def wait_until(predicate, timeout=TIMEOUT, every=0.05):
     return False
 
 
-@pytest.fixture
-def manager(ray_backend):
-    manager = JobManager(max_concurrent=2, max_per_session=2, backend=ray_backend)
-    yield manager
-    for job in list(manager._running + manager._queue):
-        manager.cancel(job)
-
-
 def _pid_in(message: str) -> int:
     return int(message.rsplit(" ", 1)[1])
 

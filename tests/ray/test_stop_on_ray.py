@@ -14,21 +14,13 @@ import pytest
 import ray
 
 from jobs.ray_backend import KILLED_AFTER_CANCEL
-from jobs.runner import DONE, JobManager
+from jobs.runner import DONE
 from tests.ray import job_functions as jf
 from tests.ray.test_jobs_on_ray import TIMEOUT, wait_until
 
 pytestmark = pytest.mark.ray
 
 EPOCHS = 100_000  # a run that only ends when stopped, or at the time budget
-
-
-@pytest.fixture
-def manager(ray_backend):
-    manager = JobManager(max_concurrent=2, max_per_session=2, backend=ray_backend)
-    yield manager
-    for job in list(manager._running + manager._queue):
-        manager.cancel(job)
 
 
 def test_stop_and_keep_ends_training_after_the_current_batch_and_the_job_answers_with_the_model(manager):
